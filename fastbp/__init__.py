@@ -1,0 +1,80 @@
+"""fastbp: a Cython-accelerated numeric backpropagation engine.
+
+Build the computation eagerly with tensors, call ``loss.backward()`` and read ``.grad``;
+forward and backward run in typed Cython kernels (BLAS through SciPy) or, for reference,
+in numpy::
+
+    import fastbp as fb
+    x = fb.embedding(E, ids)
+    h = fb.tanh(x @ W + b)
+    loss = fb.cross_entropy(h @ U + c, y)
+    loss.backward()
+"""
+
+import os as _os
+
+from . import backends as _backends
+
+# The default backend is the compiled one; importing fails loudly, with build
+# instructions, if the kernels are missing. FASTBP_BACKEND=numpy selects the reference.
+_backends._init(_os.environ.get("FASTBP_BACKEND", "cython"))
+
+from . import optim  # noqa: E402
+from .backends import get_backend, set_backend, use_backend  # noqa: E402
+from .gradcheck import GradcheckError, GradcheckResult, gradcheck  # noqa: E402
+from .sparse import RowSparseGrad  # noqa: E402
+from .tensor import (  # noqa: E402
+    AnomalyError,
+    Parameter,
+    Tensor,
+    add,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    detect_anomaly,
+    dropout,
+    embedding,
+    enable_grad,
+    is_grad_enabled,
+    linear,
+    matmul,
+    mul,
+    no_grad,
+    relu,
+    sigmoid,
+    sub,
+    tanh,
+    tensor_sum,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor",
+    "Parameter",
+    "RowSparseGrad",
+    "add",
+    "sub",
+    "mul",
+    "matmul",
+    "linear",
+    "tensor_sum",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "dropout",
+    "embedding",
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "detect_anomaly",
+    "AnomalyError",
+    "gradcheck",
+    "GradcheckError",
+    "GradcheckResult",
+    "optim",
+    "set_backend",
+    "get_backend",
+    "use_backend",
+]

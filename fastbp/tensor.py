@@ -1,0 +1,910 @@
+"""Tensors, the computation graph and reverse-mode differentiation.
+
+Every op computes its output eagerly with the current backend and, when gradients are
+wanted, records a small ``backward`` closure next to it (the forward rule and its
+derivative sit side by side, as in micrograd). :meth:`Tensor.backward` visits the graph in
+one iteratively built topological order, root first, calling each closure once.
+
+Gradient bookkeeping, chosen so that the steady state of a training loop allocates as
+little as possible:
+
+* A closure either asks its parent for a destination (:meth:`Tensor._grad_target`) and has
+  a kernel write the gradient there with ``beta=0`` (first contribution) or accumulate
+  with ``beta=1`` (a node used several times), or hands over an array it computed
+  (:meth:`Tensor._accumulate`), which the parent adopts without a copy when it can.
+* Arrays adopted from elsewhere are marked shared and copied before anything is written
+  into them (copy on write), so ``a + a`` and broadcasting adjoints stay correct.
+* Leaves (parameters) keep one gradient buffer for their lifetime: ``zero_grad()`` sets
+  ``.grad`` to None and the next backward writes into the same buffer. An array obtained
+  from ``.grad`` is therefore overwritten by the next backward after ``zero_grad()``;
+  copy it if you need to keep it.
+* Embedding tables receive :class:`~fastbp.sparse.RowSparseGrad` gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import numpy as np
+
+from . import backends
+from .sparse import RowSparseGrad
+
+__all__ = [
+    "Tensor",
+    "Parameter",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "detect_anomaly",
+    "AnomalyError",
+    "embedding",
+    "linear",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "dropout",
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _state():
+    return backends._state
+
+
+class AnomalyError(RuntimeError):
+    """Raised under :func:`detect_anomaly` when an op produces NaN or Inf."""
+
+
+def _freed(_g):  # sentinel stored in place of a backward closure once it has run
+    raise AssertionError("unreachable")
+
+
+def _as_float_array(data, what="tensor data"):
+    """Convert user data to a C-contiguous float32/float64 array, never changing the
+    precision of a float array and never guessing for an integer array."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        if data.dtype not in _FLOAT_DTYPES:
+            raise TypeError(
+                f"{what} must be float32 or float64, got dtype {data.dtype} "
+                "(cast it explicitly, e.g. array.astype(np.float32))"
+            )
+        return data if data.flags.c_contiguous else data.copy(order="C")
+    arr = np.asarray(data)
+    if arr.dtype.kind in "biu":  # Python ints/bools/lists of them
+        arr = arr.astype(np.float64)
+    if arr.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{what} must be float32 or float64 numbers, got dtype {arr.dtype}")
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+class Tensor:
+    """An n-dimensional float32/float64 array that can take part in differentiation.
+
+    Parameters
+    ----------
+    data : array_like
+        The values. A float32 or float64 numpy array is used as it is (no copy when it is
+        C-contiguous, like ``torch.from_numpy``); Python numbers become float64. Integer
+        arrays are rejected: cast them explicitly.
+    requires_grad : bool
+        Whether :meth:`backward` should compute ``.grad`` for this tensor.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+    grad : numpy.ndarray, RowSparseGrad or None
+        Accumulated gradient of a leaf tensor after :meth:`backward` (None before).
+    requires_grad : bool
+    """
+
+    __slots__ = (
+        "data",
+        "grad",
+        "requires_grad",
+        "_leaf",
+        "_parents",
+        "_backward",
+        "_op",
+        "_g",
+        "_g_shared",
+        "_grad_buf",
+        "__weakref__",
+    )
+
+    __array_ufunc__ = None  # make numpy defer to our reflected operators
+
+    def __init__(self, data, requires_grad=False):
+        self.data = _as_float_array(data)
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._leaf = True
+        self._parents = ()
+        self._backward = None
+        self._op = "leaf"
+        self._g = None
+        self._g_shared = False
+        self._grad_buf = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def is_leaf(self):
+        return self._leaf
+
+    @property
+    def op(self):
+        """Name of the op that produced this tensor (``"leaf"`` for user-made tensors)."""
+        return self._op
+
+    def numpy(self):
+        """The underlying numpy array (shared, not copied)."""
+        return self.data
+
+    def item(self):
+        """The value of a one-element tensor as a Python float."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return float(self.data.reshape(()))
+
+    def detach(self):
+        """A new leaf tensor sharing this tensor's data, outside the graph."""
+        return Tensor(self.data)
+
+    def zero_grad(self):
+        """Forget the accumulated gradient (``.grad = None``; the buffer is reused)."""
+        self.grad = None
+
+    def __repr__(self):
+        body = np.array2string(self.data, precision=4, threshold=20, edgeitems=2)
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if not self._leaf and self.requires_grad:
+            extra = f", op={self._op}"
+        return f"Tensor({body}, dtype={self.dtype}{extra})"
+
+    def __len__(self):
+        return len(self.data)
+
+    # ------------------------------------------------------------------ gradient plumbing
+    def _grad_target(self):
+        """Return ``(buffer, beta)``: where a kernel should write this tensor's gradient,
+        and whether to overwrite (0.0) or accumulate (1.0)."""
+        if self._leaf:
+            g = self.grad
+            if g is None:
+                buf = self._grad_buf
+                if buf is None or buf.shape != self.data.shape:
+                    buf = self._grad_buf = np.empty_like(self.data)
+                self.grad = buf
+                return buf, 0.0
+            if type(g) is RowSparseGrad:
+                g = self.grad = g.toarray()
+            return g, 1.0
+        g = self._g
+        if g is None:
+            g = self._g = np.empty(self.data.shape, self.data.dtype)
+            return g, 0.0
+        if self._g_shared:
+            g = self._g = g.copy()
+            self._g_shared = False
+        return g, 1.0
+
+    def _accumulate(self, arr, shared):
+        """Add a gradient contribution ``arr`` computed out of place. ``shared`` says that
+        ``arr`` may be referenced elsewhere and must not be written into."""
+        if self._leaf:
+            g = self.grad
+            if g is None:
+                buf, _ = self._grad_target()
+                np.copyto(buf, arr)
+            else:
+                if type(g) is RowSparseGrad:
+                    g = self.grad = g.toarray()
+                g += arr
+            return
+        g = self._g
+        if g is None:
+            self._g = arr
+            self._g_shared = shared
+        elif self._g_shared:
+            self._g = g + arr
+            self._g_shared = False
+        else:
+            g += arr
+
+    def _accumulate_rows(self, rows, values):
+        """Add a row-sparse contribution (rows (n,), values (n, d)) to a table's grad."""
+        if not self._leaf:
+            dense = np.zeros(self.data.shape, self.data.dtype)
+            backends.get_ops().scatter_add_rows(dense, rows, values, 1.0)
+            self._accumulate(dense, False)
+            return
+        g = self.grad
+        if g is None:
+            self.grad = RowSparseGrad(rows, values, self.data.shape)
+        elif type(g) is RowSparseGrad:
+            self.grad = g._add_rows(rows, values)
+        else:
+            backends.get_ops().scatter_add_rows(g, rows, values, 1.0)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, grad=None, retain_graph=False):
+        """Compute the gradient of this tensor with respect to every leaf that requires
+        grad, accumulating into their ``.grad``.
+
+        Parameters
+        ----------
+        grad : array_like, optional
+            Gradient of some final scalar with respect to this tensor. Omit it for a
+            one-element tensor (a loss), where it defaults to 1.
+        retain_graph : bool
+            Keep the graph so that ``backward`` can be called through it again. By
+            default the graph is freed as it is traversed, and a second ``backward``
+            through it raises RuntimeError.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require grad: it was built "
+                "under no_grad() or from tensors without requires_grad"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a grad argument needs a one-element tensor, got "
+                    f"shape {self.shape}; pass grad= of that shape"
+                )
+            grad = np.ones(self.data.shape, self.data.dtype)
+            shared = False
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            if grad.shape != self.shape:
+                raise ValueError(f"grad of shape {grad.shape} for a tensor of shape {self.shape}")
+            if grad.dtype != self.dtype:
+                raise TypeError(f"grad of dtype {grad.dtype} for a tensor of dtype {self.dtype}")
+            grad = grad if grad.flags.c_contiguous else grad.copy(order="C")
+            shared = True
+        if self._leaf:
+            self._accumulate(grad, shared)
+            return
+        order = _topo_order(self)
+        for node in order:
+            if node._backward is _freed:
+                raise RuntimeError(
+                    "Trying to backward through the graph a second time (or directly access "
+                    f"saved tensors after they have already been freed): op {node._op!r} "
+                    "already ran its backward. Specify retain_graph=True on the first "
+                    "backward() call if you need to backward twice."
+                )
+        anomaly = backends._state.anomaly
+        self._g = grad
+        self._g_shared = shared
+        try:
+            for node in reversed(order):
+                if node._leaf:
+                    continue
+                g = node._g
+                node._g = None
+                fn = node._backward
+                if g is not None:
+                    fn(g)
+                    if anomaly:
+                        _check_backward(node)
+                if not retain_graph:
+                    node._backward = _freed
+                    node._parents = ()
+        finally:
+            for node in order:
+                node._g = None
+
+    # ------------------------------------------------------------------ operators
+    def __add__(self, other):
+        return add(self, other)
+
+    def __radd__(self, other):
+        return add(other, self)
+
+    def __sub__(self, other):
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        return sub(other, self)
+
+    def __mul__(self, other):
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        return mul(other, self)
+
+    def __truediv__(self, other):
+        if isinstance(other, numbers.Number):
+            return mul(self, 1.0 / other)
+        return NotImplemented
+
+    def __neg__(self):
+        return mul(self, -1.0)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def sum(self, axis=None, keepdims=False):
+        """Sum over ``axis`` (an int, a tuple of ints or None for all)."""
+        return tensor_sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        """Mean over ``axis`` (an int, a tuple of ints or None for all)."""
+        n = self.data.size if axis is None else int(
+            np.prod([self.shape[a] for a in np.atleast_1d(axis)])
+        )
+        return mul(tensor_sum(self, axis, keepdims), 1.0 / max(n, 1))
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires grad: a model weight.
+
+    The array is used in place when it is a C-contiguous, writeable float array (the
+    optimisers update it in place); otherwise it is copied.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data):
+        super().__init__(data, requires_grad=True)
+        if not self.data.flags.writeable:
+            self.data = self.data.copy()
+
+    def __repr__(self):
+        return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+# ---------------------------------------------------------------------- grad mode
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (or decorator) under which ops record no graph."""
+
+    def __enter__(self):
+        st = backends._state
+        self._prev = st.grad_enabled
+        st.grad_enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        backends._state.grad_enabled = self._prev
+        return False
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Context manager (or decorator) that turns graph recording back on."""
+
+    def __enter__(self):
+        st = backends._state
+        self._prev = st.grad_enabled
+        st.grad_enabled = True
+        return self
+
+    def __exit__(self, *exc):
+        backends._state.grad_enabled = self._prev
+        return False
+
+
+def is_grad_enabled():
+    """Whether ops record a graph in the calling thread."""
+    return backends._state.grad_enabled
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Context manager under which every op checks its output, and every backward step
+    the gradients it produced, for NaN/Inf; the first offender raises
+    :class:`AnomalyError` naming the op. Slow: for debugging."""
+
+    def __enter__(self):
+        st = backends._state
+        self._prev = st.anomaly
+        st.anomaly = True
+        return self
+
+    def __exit__(self, *exc):
+        backends._state.anomaly = self._prev
+        return False
+
+
+def _check_forward(op, data):
+    if not np.isfinite(data).all():
+        kind = "nan" if np.isnan(data).any() else "inf"
+        raise AnomalyError(f"op {op!r} produced {kind} values in its forward output")
+
+
+def _check_backward(node):
+    for p in node._parents:
+        if not p.requires_grad:
+            continue
+        g = p.grad if p._leaf else p._g
+        if g is None:
+            continue
+        arr = g.values if type(g) is RowSparseGrad else g
+        if not np.isfinite(arr).all():
+            kind = "nan" if np.isnan(arr).any() else "inf"
+            raise AnomalyError(
+                f"backward of op {node._op!r} produced {kind} values in the gradient of its "
+                f"input of shape {p.shape}"
+            )
+
+
+# ---------------------------------------------------------------------- graph helpers
+def _topo_order(root):
+    """Nodes reachable from ``root`` through tensors that require grad, parents before
+    children (iterative: no recursion limit)."""
+    order = []
+    visited = set()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for p in node._parents:
+            if p.requires_grad and id(p) not in visited:
+                stack.append((p, False))
+    return order
+
+
+def _result(data, parents, op, st):
+    """Wrap an op's output. Returns ``(tensor, needs_backward)``."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t._g = None
+    t._g_shared = False
+    t._grad_buf = None
+    t._op = op
+    t._backward = None
+    if st.anomaly:
+        _check_forward(op, data)
+    if st.grad_enabled:
+        for p in parents:
+            if p.requires_grad:
+                t.requires_grad = True
+                t._leaf = False
+                t._parents = parents
+                return t, True
+    t.requires_grad = False
+    t._leaf = True
+    t._parents = ()
+    return t, False
+
+
+def _operand(x, like, what):
+    """Turn ``x`` into a Tensor of the same dtype as ``like`` (Python numbers are cast;
+    arrays and tensors of another float dtype raise TypeError)."""
+    if isinstance(x, Tensor):
+        if x.data.dtype != like.data.dtype:
+            raise TypeError(
+                f"{what}: dtype mismatch {like.dtype} vs {x.dtype}; fastbp never upcasts "
+                "silently, cast one side explicitly"
+            )
+        return x
+    if isinstance(x, numbers.Number):
+        return Tensor(np.asarray(x, dtype=like.data.dtype))
+    arr = np.asarray(x)
+    if arr.dtype != like.data.dtype:
+        raise TypeError(
+            f"{what}: dtype mismatch {like.dtype} vs {arr.dtype}; fastbp never upcasts "
+            "silently, cast one side explicitly"
+        )
+    return Tensor(arr)
+
+
+def _pair(a, b, what):
+    if isinstance(a, Tensor):
+        return a, _operand(b, a, what)
+    if isinstance(b, Tensor):
+        return _operand(a, b, what), b
+    raise TypeError(f"{what}: at least one operand must be a fastbp Tensor")
+
+
+def _broadcast_shape(sa, sb, what):
+    if sa == sb:
+        return sa
+    try:
+        return np.broadcast_shapes(sa, sb)
+    except ValueError:
+        raise ValueError(f"{what}: shapes {sa} and {sb} cannot be broadcast together") from None
+
+
+def _send(parent, ops, g, shared):
+    """Pass ``g`` (of the child's shape) to ``parent``, summing over broadcast axes."""
+    if g.shape == parent.data.shape:
+        parent._accumulate(g, shared)
+    elif len(g.shape) == 2 and parent.data.shape == (g.shape[1],):
+        buf, beta = parent._grad_target()
+        ops.backprop_bias(g, buf, beta)
+    else:
+        buf, beta = parent._grad_target()
+        ops.unbroadcast(g, parent.data.shape, buf, beta)
+
+
+# ---------------------------------------------------------------------- elementwise
+def add(a, b):
+    """Elementwise ``a + b`` with numpy broadcasting (e.g. a (n, m) matrix plus a (m,)
+    bias)."""
+    a, b = _pair(a, b, "add")
+    st = backends._state
+    ops = st.ops
+    A, B = a.data, b.data
+    if A.shape == B.shape:
+        Y = ops.add(A, B)
+    elif A.ndim == 2 and B.shape == (A.shape[1],):
+        Y = ops.add_bias(A, B)
+    else:
+        _broadcast_shape(A.shape, B.shape, "add")
+        Y = ops.add(A, B)
+    out, track = _result(Y, (a, b), "add", st)
+    if track:
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                _send(a, ops, g, True)
+            if b.requires_grad:
+                _send(b, ops, g, True)
+
+        out._backward = backward
+    return out
+
+
+def sub(a, b):
+    """Elementwise ``a - b`` with numpy broadcasting."""
+    a, b = _pair(a, b, "sub")
+    st = backends._state
+    ops = st.ops
+    _broadcast_shape(a.data.shape, b.data.shape, "sub")
+    out, track = _result(ops.sub(a.data, b.data), (a, b), "sub", st)
+    if track:
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                _send(a, ops, g, True)
+            if b.requires_grad:
+                _send(b, ops, ops.scale(g, -1.0), False)
+
+        out._backward = backward
+    return out
+
+
+def mul(a, b):
+    """Elementwise ``a * b`` with numpy broadcasting."""
+    a, b = _pair(a, b, "mul")
+    st = backends._state
+    ops = st.ops
+    A, B = a.data, b.data
+    _broadcast_shape(A.shape, B.shape, "mul")
+    out, track = _result(ops.mul(A, B), (a, b), "mul", st)
+    if track:
+
+        def backward(g):
+            ops = backends._state.ops
+            for x, other in ((a, B), (b, A)):
+                if not x.requires_grad:
+                    continue
+                if other.shape == g.shape and x.data.shape == g.shape:
+                    buf, beta = x._grad_target()
+                    ops.backprop_mul(g, other, buf, beta)
+                else:
+                    _send(x, ops, ops.mul(g, other), False)
+
+        out._backward = backward
+    return out
+
+
+def tensor_sum(x, axis=None, keepdims=False):
+    """Sum of ``x`` over ``axis`` (None: all elements, giving a 0-d tensor)."""
+    st = backends._state
+    X = x.data
+    if axis is not None:
+        axes = tuple(int(a) for a in np.atleast_1d(axis))
+        for a in axes:
+            if not -X.ndim <= a < X.ndim:
+                raise ValueError(f"sum: axis {a} is out of range for shape {X.shape}")
+        axis = tuple(a % X.ndim for a in axes)
+    out, track = _result(st.ops.reduce_sum(X, axis, keepdims), (x,), "sum", st)
+    if track:
+        shape = X.shape
+
+        def backward(g):
+            if axis is not None and not keepdims:
+                g = np.expand_dims(g, axis)
+            full = np.empty(shape, g.dtype)
+            full[...] = g
+            x._accumulate(full, False)
+
+        out._backward = backward
+    return out
+
+
+# ---------------------------------------------------------------------- matmul
+def matmul(a, b):
+    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D."""
+    a, b = _pair(a, b, "matmul")
+    st = backends._state
+    ops = st.ops
+    A, B = a.data, b.data
+    if A.ndim not in (1, 2) or B.ndim not in (1, 2) or A.shape[-1] != B.shape[0]:
+        raise ValueError(
+            f"matmul: shapes {A.shape} and {B.shape} are not aligned "
+            "(1-D or 2-D operands with a.shape[-1] == b.shape[0] are supported)"
+        )
+    if A.ndim == 2 and B.ndim == 2:
+        Y = ops.gemm(A, B)
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.gemm(g, B, buf, False, True, beta)  # dA = g B^T
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.gemm(A, g, buf, True, False, beta)  # dB = A^T g
+
+    elif A.ndim == 2:  # matrix-vector: y = A x
+        Y = ops.gemv(A, B)
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.ger(g, B, buf, beta)  # dA = g x^T (outer product)
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.gemv(A, g, buf, True, beta)  # dx = A^T g
+
+    elif B.ndim == 2:  # vector-matrix: y = x B
+        Y = ops.gemv(B, A, None, True)
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.gemv(B, g, buf, False, beta)  # dx = B g
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.ger(A, g, buf, beta)  # dB = x g^T
+
+    else:  # inner product
+        Y = ops.dot(A, B)
+
+        def backward(g):
+            ops = backends._state.ops
+            s = float(g)
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.scale(B, s, buf, beta)
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.scale(A, s, buf, beta)
+
+    out, track = _result(Y, (a, b), "matmul", st)
+    if track:
+        out._backward = backward
+    return out
+
+
+def linear(x, W, b=None):
+    """Fused affine map ``x @ W + b`` (one BLAS call writes the output with the bias
+    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None."""
+    if not isinstance(x, Tensor):
+        raise TypeError("linear: x must be a fastbp Tensor")
+    W = _operand(W, x, "linear")
+    if b is not None:
+        b = _operand(b, x, "linear")
+    X, Wd = x.data, W.data
+    if X.ndim != 2 or Wd.ndim != 2 or X.shape[1] != Wd.shape[0]:
+        raise ValueError(f"linear: shapes {X.shape} and {Wd.shape} are not aligned")
+    if b is not None and b.data.shape != (Wd.shape[1],):
+        raise ValueError(f"linear: bias of shape {b.shape} for an output of width {Wd.shape[1]}")
+    st = backends._state
+    Y = st.ops.linear(X, Wd, None if b is None else b.data)
+    parents = (x, W) if b is None else (x, W, b)
+    out, track = _result(Y, parents, "linear", st)
+    if track:
+
+        def backward(g):
+            ops = backends._state.ops
+            if x.requires_grad:
+                buf, beta = x._grad_target()
+                ops.gemm(g, Wd, buf, False, True, beta)
+            if W.requires_grad:
+                buf, beta = W._grad_target()
+                ops.gemm(X, g, buf, True, False, beta)
+            if b is not None and b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.backprop_bias(g, buf, beta)
+
+        out._backward = backward
+    return out
+
+
+# ---------------------------------------------------------------------- activations
+def _activation(x, act):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{act}: expected a fastbp Tensor, got {type(x).__name__}")
+    st = backends._state
+    Y = getattr(st.ops, act)(x.data)
+    out, track = _result(Y, (x,), act, st)
+    if track:
+        backprop = "backprop_" + act
+
+        def backward(g):
+            buf, beta = x._grad_target()
+            getattr(backends._state.ops, backprop)(g, Y, buf, beta)  # dX = dY * f'(z)
+
+        out._backward = backward
+    return out
+
+
+def tanh(x):
+    """Elementwise hyperbolic tangent; its backward is ``dY * (1 - Y**2)``."""
+    return _activation(x, "tanh")
+
+
+def sigmoid(x):
+    """Elementwise logistic sigmoid; its backward is ``dY * Y * (1 - Y)``."""
+    return _activation(x, "sigmoid")
+
+
+def relu(x):
+    """Elementwise ``max(x, 0)``; its backward is ``dY * [Y > 0]``."""
+    return _activation(x, "relu")
+
+
+def dropout(x, p=0.5, training=True, rng=None):
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
+    ``1 / (1 - p)`` (identity when ``training`` is False or ``p == 0``).
+
+    ``rng`` is a :class:`numpy.random.Generator` (default: a fresh unseeded one); pass a
+    seeded generator for reproducible training."""
+    if not isinstance(x, Tensor):
+        raise TypeError("dropout: expected a fastbp Tensor")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    st = backends._state
+    rng = np.random.default_rng() if rng is None else rng
+    mask = st.ops.dropout_mask(x.data.shape, p, rng, x.data.dtype)
+    out, track = _result(st.ops.mul(x.data, mask), (x,), "dropout", st)
+    if track:
+
+        def backward(g):
+            buf, beta = x._grad_target()
+            backends._state.ops.backprop_mul(g, mask, buf, beta)
+
+        out._backward = backward
+    return out
+
+
+# ---------------------------------------------------------------------- embedding
+def _int_array(ids, what):
+    ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got dtype {ids.dtype}")
+    return ids if ids.flags.c_contiguous else ids.copy(order="C")
+
+
+def embedding(E, ids):
+    """Look up rows of the table ``E`` (V, d).
+
+    ``ids`` of shape (B, w) gives (B, w*d): the w window rows of each example concatenated
+    (the lecture's ``x = [x_{t-2}, ..., x_{t+2}]``); ids of shape (n,) give (n, d). The
+    gradient of ``E`` is row-sparse (:class:`~fastbp.sparse.RowSparseGrad`)."""
+    if not isinstance(E, Tensor):
+        raise TypeError("embedding: E must be a fastbp Tensor (e.g. a Parameter)")
+    if E.data.ndim != 2:
+        raise ValueError(f"embedding: table must be 2-D (V, d), got shape {E.shape}")
+    ids = _int_array(ids, "embedding ids")
+    if ids.ndim not in (1, 2):
+        raise ValueError(f"embedding: ids must be 1-D (n,) or 2-D (B, w), got shape {ids.shape}")
+    st = backends._state
+    ids2 = ids if ids.ndim == 2 else ids.reshape(-1, 1)
+    Y = st.ops.embedding(E.data, ids2)
+    out, track = _result(Y, (E,), "embedding", st)
+    if track:
+        rows = ids2.reshape(-1)
+        d = E.data.shape[1]
+
+        def backward(g):
+            E._accumulate_rows(rows, g.reshape(-1, d))
+
+        out._backward = backward
+    return out
+
+
+# ---------------------------------------------------------------------- losses
+def cross_entropy(logits, y):
+    """Mean softmax cross-entropy of ``logits`` (n, C) against class ids ``y`` (n,).
+
+    Fused and stable (log-sum-exp); returns a 0-d tensor. Its backward is
+    ``(softmax(logits) - onehot(y)) / n``."""
+    if not isinstance(logits, Tensor):
+        raise TypeError("cross_entropy: logits must be a fastbp Tensor")
+    Z = logits.data
+    if Z.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be 2-D (n, C), got shape {Z.shape}")
+    y = _int_array(y, "cross_entropy targets (class ids)")
+    if y.shape != (Z.shape[0],):
+        raise ValueError(
+            f"cross_entropy: targets of shape {y.shape} do not match logits of shape {Z.shape}"
+        )
+    st = backends._state
+    loss, P = st.ops.softmax_cross_entropy(Z, y)
+    out, track = _result(loss, (logits,), "cross_entropy", st)
+    if track:
+
+        def backward(g):
+            buf, beta = logits._grad_target()
+            backends._state.ops.backprop_softmax_cross_entropy(P, y, float(g), buf, beta)
+
+        out._backward = backward
+    return out
+
+
+def binary_cross_entropy_with_logits(s, y):
+    """Mean binary cross-entropy of scores ``s`` against targets ``y`` in [0, 1] (same
+    shape): the lecture's ``sigmoid(u^T h)`` "is the centre word a LOC?" loss, fused and
+    stable for any score magnitude. Integer/bool targets are cast to the dtype of ``s``."""
+    if not isinstance(s, Tensor):
+        raise TypeError("binary_cross_entropy_with_logits: s must be a fastbp Tensor")
+    S = s.data
+    T = np.asarray(y.data if isinstance(y, Tensor) else y)
+    if T.dtype.kind in "biu":
+        T = T.astype(S.dtype)
+    elif T.dtype != S.dtype:
+        raise TypeError(
+            f"binary_cross_entropy_with_logits: targets of dtype {T.dtype} for scores of dtype "
+            f"{S.dtype}; fastbp never upcasts silently"
+        )
+    if T.shape != S.shape:
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: targets of shape {T.shape} for scores of "
+            f"shape {S.shape}"
+        )
+    T = T if T.flags.c_contiguous else T.copy(order="C")
+    if T.size and not ((T >= 0) & (T <= 1)).all():
+        raise ValueError("binary_cross_entropy_with_logits: targets must lie in [0, 1]")
+    st = backends._state
+    loss, Sig = st.ops.sigmoid_bce(S, T)
+    out, track = _result(loss, (s,), "binary_cross_entropy_with_logits", st)
+    if track:
+
+        def backward(g):
+            buf, beta = s._grad_target()
+            backends._state.ops.backprop_sigmoid_bce(Sig, T, float(g), buf, beta)
+
+        out._backward = backward
+    return out

@@ -1,0 +1,43 @@
+"""Build the fastbp_ext Cython kernels. Metadata lives in pyproject.toml.
+
+Set FASTBP_BOUNDSCHECK=1 when building to compile the kernels with bounds and
+wrap-around checks on (for hunting memory errors; slower).
+"""
+
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug_checks = os.environ.get("FASTBP_BOUNDSCHECK", "0") not in ("", "0")
+
+compile_args = ["-O3"]
+link_args = []
+if sys.platform.startswith("linux"):
+    compile_args += ["-fopenmp"]
+    link_args += ["-fopenmp"]
+
+extensions = [
+    Extension(
+        "fastbp_ext._kernels",
+        ["fastbp_ext/_kernels.pyx"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": debug_checks,
+            "wraparound": debug_checks,
+            "initializedcheck": debug_checks,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    ),
+)
