@@ -20,6 +20,8 @@ from . import backends as _backends
 _backends._init(_os.environ.get("FASTBP_BACKEND", "cython"))
 
 from . import optim  # noqa: E402
+from .threads import _init_from_env as _init_threads  # noqa: E402
+from .threads import get_num_threads, set_num_threads  # noqa: E402
 from .backends import get_backend, set_backend, use_backend  # noqa: E402
 from .gradcheck import GradcheckError, GradcheckResult, gradcheck  # noqa: E402
 from .sparse import RowSparseGrad  # noqa: E402
@@ -45,6 +47,8 @@ from .tensor import (  # noqa: E402
     tanh,
     tensor_sum,
 )
+
+_init_threads()
 
 __version__ = "0.1.0"
 
@@ -77,4 +81,6 @@ __all__ = [
     "set_backend",
     "get_backend",
     "use_backend",
+    "set_num_threads",
+    "get_num_threads",
 ]

@@ -24,6 +24,7 @@ little as possible:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import numbers
 
 import numpy as np
@@ -115,6 +116,7 @@ class Tensor:
         "_g",
         "_g_shared",
         "_grad_buf",
+        "_seq",
         "__weakref__",
     )
 
@@ -131,6 +133,7 @@ class Tensor:
         self._g = None
         self._g_shared = False
         self._grad_buf = None
+        self._seq = 0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -300,9 +303,7 @@ class Tensor:
         self._g = grad
         self._g_shared = shared
         try:
-            for node in reversed(order):
-                if node._leaf:
-                    continue
+            for node in order:
                 g = node._g
                 node._g = None
                 fn = node._backward
@@ -453,25 +454,30 @@ def _check_backward(node):
 
 
 # ---------------------------------------------------------------------- graph helpers
+_counter = itertools.count(1)  # creation order of graph nodes: a topological order
+
+
+def _seq_of(node):
+    return node._seq
+
+
 def _topo_order(root):
-    """Nodes reachable from ``root`` through tensors that require grad, parents before
-    children (iterative: no recursion limit)."""
-    order = []
-    visited = set()
-    stack = [(root, False)]
+    """The non-leaf nodes reachable from ``root``, children before parents.
+
+    Every node is numbered when it is created, after its parents, so sorting the reachable
+    nodes by that number (largest first) is a valid reverse topological order; the
+    traversal is an explicit stack (no recursion limit)."""
+    nodes = [root]
+    seen = {id(root)}
+    stack = [root]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for p in node._parents:
-            if p.requires_grad and id(p) not in visited:
-                stack.append((p, False))
-    return order
+        for p in stack.pop()._parents:
+            if not p._leaf and id(p) not in seen:
+                seen.add(id(p))
+                nodes.append(p)
+                stack.append(p)
+    nodes.sort(key=_seq_of, reverse=True)
+    return nodes
 
 
 def _result(data, parents, op, st):
@@ -492,10 +498,12 @@ def _result(data, parents, op, st):
                 t.requires_grad = True
                 t._leaf = False
                 t._parents = parents
+                t._seq = next(_counter)
                 return t, True
     t.requires_grad = False
     t._leaf = True
     t._parents = ()
+    t._seq = 0
     return t, False
 
 

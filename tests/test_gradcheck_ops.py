@@ -139,4 +139,4 @@ def test_report_worst_relative_error():
     """Print the worst relative error measured above (for the closing note)."""
     print("\nworst gradcheck relative error per backend:", WORST)
     for value in WORST.values():
-        assert value < 1e-4
+        assert value < 1e-6
