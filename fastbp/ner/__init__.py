@@ -1,0 +1,37 @@
+"""Named-entity recognition data tools for window classification (pure Python + numpy).
+
+* :mod:`~fastbp.ner.data` -- CoNLL reading/writing, label-scheme detection
+* :mod:`~fastbp.ner.vocab` -- :class:`Vocab`, casing features, :class:`LabelSet`
+* :mod:`~fastbp.ner.windows` -- :class:`WindowFeaturizer`
+* :mod:`~fastbp.ner.glove` -- pretrained word vectors
+* :mod:`~fastbp.ner.metrics` -- entity/token scores, confusion matrix, text tables
+* :mod:`~fastbp.ner.synthetic` -- a deterministic synthetic corpus for demos
+
+Nothing here depends on the autodiff engine.
+"""
+
+from .data import SCHEMES, ConllFormatError, Sentence, detect_scheme, read_conll, write_conll
+from .glove import VectorFormatError, load_vectors, read_vector_words
+from .metrics import (
+    chunks,
+    confusion_matrix,
+    entity_scores,
+    format_confusion,
+    format_entity_table,
+    format_token_table,
+    token_scores,
+)
+from .synthetic import generate_corpus
+from .vocab import BOS, CASING, EOS, UNK, LabelSet, Vocab, casing_id, casing_ids, normalize_word
+from .windows import WindowFeaturizer, sentence_lengths, split
+
+__all__ = [
+    "SCHEMES", "ConllFormatError", "Sentence", "detect_scheme", "read_conll", "write_conll",
+    "VectorFormatError", "load_vectors", "read_vector_words",
+    "chunks", "confusion_matrix", "entity_scores", "format_confusion",
+    "format_entity_table", "format_token_table", "token_scores",
+    "generate_corpus",
+    "BOS", "CASING", "EOS", "UNK", "LabelSet", "Vocab", "casing_id", "casing_ids",
+    "normalize_word",
+    "WindowFeaturizer", "sentence_lengths", "split",
+]
