@@ -1,0 +1,306 @@
+"""Training and evaluation of the window NER models.
+
+:func:`train` runs shuffled mini-batch SGD or Adam, evaluates entity-level F1 on dev after
+every epoch, keeps (and, given an output directory, checkpoints) the best epoch, and
+restores its weights at the end. Everything random (initialisation is the caller's;
+shuffling and dropout here) comes from seeded :class:`numpy.random.Generator` streams, so
+the same seed, data, backend and thread count give identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import fastbp as fb
+
+from .metrics import confusion_matrix, entity_scores, token_scores
+from .model import BinaryWindowClassifier
+from .windows import sentence_lengths, split
+
+__all__ = [
+    "Dataset",
+    "make_dataset",
+    "evaluate",
+    "train",
+    "TrainResult",
+    "seed_streams",
+    "make_optimizer",
+]
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class Dataset:
+    """Featurized sentences: window ids (N, width), label ids (N,), sentence lengths and
+    the gold label strings per sentence (for entity scoring)."""
+
+    ids: np.ndarray
+    y: np.ndarray
+    lengths: np.ndarray
+    gold: list
+
+    def __len__(self):
+        return int(self.ids.shape[0])
+
+
+def make_dataset(sentences, featurizer, labels):
+    """Featurize :class:`~fastbp.ner.data.Sentence` objects into a :class:`Dataset`.
+
+    Raises KeyError for a label not in ``labels``."""
+    sentences = list(sentences)
+    ids = featurizer.featurize(sentences)
+    y = featurizer.featurize_labels(sentences, labels).astype(np.int64)
+    lengths = sentence_lengths(sentences)
+    gold = [list(s.labels) for s in sentences]
+    return Dataset(np.ascontiguousarray(ids), y, lengths, gold)
+
+
+def seed_streams(seed, n=3):
+    """``n`` independent generators derived from one integer seed (init, shuffle,
+    dropout, ...)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
+
+
+def make_optimizer(model, name="adam", lr=1e-3):
+    name = name.lower()
+    if name == "adam":
+        return fb.optim.Adam(model.parameters(), lr=lr)
+    if name == "sgd":
+        return fb.optim.SGD(model.parameters(), lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def predict_labels(model, ids, labels, batch_size=8192):
+    """Predicted label strings (flat list) of the windows ``ids``."""
+    if isinstance(model, BinaryWindowClassifier):
+        pos = labels.label(model.positive)
+        mask = model.predict(ids, batch_size)
+        return [pos if m else "O" for m in mask.tolist()]
+    return labels.decode(model.predict(ids, batch_size))
+
+
+def evaluate(model, data, labels, batch_size=8192, with_confusion=False):
+    """Score ``model`` on a :class:`Dataset`.
+
+    Returns a dict: ``entity`` (:func:`~fastbp.ner.metrics.entity_scores`), ``token``
+    (:func:`~fastbp.ner.metrics.token_scores`), ``pred`` (flat label strings) and, with
+    ``with_confusion``, ``confusion`` (rows gold, columns predicted). For a binary model
+    the task is "positive label vs everything else": other labels count as ``O``.
+    """
+    pred = predict_labels(model, data.ids, labels, batch_size)
+    gold = data.gold
+    label_list = labels.labels
+    if isinstance(model, BinaryWindowClassifier):
+        pos = labels.label(model.positive)
+        gold = [[g if g == pos else "O" for g in s] for s in gold]
+        label_list = ["O", pos] if pos != "O" else ["O"]
+    pred_sents = [list(p) for p in split(np.asarray(pred, dtype=object), data.lengths)]
+    gold_flat = [g for s in gold for g in s]
+    ent = entity_scores(gold, pred_sents)
+    tok = token_scores(gold_flat, pred, label_list)
+    out = {"entity": ent, "token": tok, "pred": pred, "labels": label_list}
+    if with_confusion:
+        out["confusion"] = confusion_matrix(gold_flat, pred, label_list)
+    return out
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    history: list = field(default_factory=list)
+    best_epoch: int = 0
+    best_f1: float = float("nan")
+    interrupted: bool = False
+    train_seconds: float = 0.0  # wall time of the optimisation steps only
+    total_seconds: float = 0.0  # wall time of the whole run (incl. dev evaluation, saves)
+    windows: int = 0  # training windows processed
+    checkpoints: int = 0
+
+    @property
+    def windows_per_s(self):
+        return self.windows / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def _progress(total, desc, quiet):
+    disable = quiet or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    if disable:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="win", unit_scale=True, leave=False,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def train(
+    model,
+    train_data,
+    dev_data=None,
+    labels=None,
+    *,
+    epochs=10,
+    batch_size=2048,
+    optimizer="adam",
+    lr=1e-3,
+    seed=0,
+    out_dir=None,
+    featurizer=None,
+    save_info=None,
+    quiet=False,
+    log=None,
+    eval_batch_size=8192,
+):
+    """Train ``model`` on ``train_data`` (a :class:`Dataset`).
+
+    Parameters
+    ----------
+    model : WindowClassifier or BinaryWindowClassifier
+        Initialised by the caller (seed its ``rng`` for reproducibility).
+    train_data, dev_data : Dataset
+        ``dev_data`` may be None: then the last epoch counts as the best.
+    labels : LabelSet
+        Needed to score dev (and to save).
+    epochs, batch_size : int
+    optimizer : {"adam", "sgd"} or a fastbp optimiser
+    lr : float
+    seed : int
+        Seeds the shuffling and dropout streams.
+    out_dir : path, optional
+        Save a checkpoint (:func:`fastbp.ner.io.save_model`, needs ``featurizer``) there
+        each time dev F1 improves (every epoch without dev data).
+    save_info : dict, optional
+        Extra information stored in the checkpoint's ``training`` section.
+    quiet : bool
+        No progress bar and no per-epoch log lines.
+    log : callable, optional
+        Receives one line per epoch (default: print to stderr unless quiet).
+
+    Returns
+    -------
+    TrainResult
+        ``history``: one dict per finished epoch with ``epoch``, ``train_loss``,
+        ``dev_precision``, ``dev_recall``, ``dev_f1`` (entity level), ``dev_token_f1``
+        (micro, non-O), ``seconds`` (whole epoch incl. evaluation), ``train_seconds``,
+        ``windows_per_s``. On KeyboardInterrupt training stops, the best weights are
+        restored and ``interrupted`` is True (the best checkpoint stays on disk).
+    """
+    epochs = int(epochs)
+    batch_size = int(batch_size)
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if len(train_data) == 0:
+        raise ValueError("the training data is empty")
+    if out_dir is not None and (featurizer is None or labels is None):
+        raise ValueError("saving checkpoints needs the featurizer and the label set")
+    if dev_data is not None and labels is None:
+        raise ValueError("dev evaluation needs the label set")
+    if log is None:
+        log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
+    shuffle_rng, dropout_rng = seed_streams(seed, 2)
+
+    X, Y = train_data.ids, train_data.y
+    N = X.shape[0]
+    result = TrainResult()
+    best_state = None
+    t_run = time.perf_counter()
+    if out_dir is not None:
+        from .io import save_model
+
+    try:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            perm = shuffle_rng.permutation(N)
+            bar = _progress(N, f"epoch {epoch}/{epochs}", quiet)
+            loss_sum = 0.0
+            seen = 0
+            last_post = t0
+            try:
+                for s in range(0, N, batch_size):
+                    idx = perm[s:s + batch_size]
+                    xb = X[idx]
+                    yb = Y[idx]
+                    opt.zero_grad()
+                    loss = model.loss(xb, yb, dropout_rng)
+                    loss.backward()
+                    opt.step()
+                    n = idx.shape[0]
+                    lv = loss.item()
+                    loss_sum += lv * n
+                    seen += n
+                    if bar is not None:
+                        bar.update(n)
+                        now = time.perf_counter()
+                        if now - last_post > 0.25:
+                            last_post = now
+                            bar.set_postfix_str(
+                                f"loss={loss_sum / seen:.4f} {seen / (now - t0):,.0f} win/s",
+                                refresh=False,
+                            )
+            finally:
+                if bar is not None:
+                    bar.close()
+            t_train = time.perf_counter() - t0
+            result.train_seconds += t_train
+            result.windows += seen
+            train_loss = loss_sum / max(seen, 1)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch} (loss {train_loss}); lower the "
+                    "learning rate"
+                )
+            rec = {"epoch": epoch, "train_loss": train_loss}
+            if dev_data is not None:
+                ev = evaluate(model, dev_data, labels, eval_batch_size)
+                ent, tok = ev["entity"], ev["token"]
+                rec.update(dev_precision=ent["precision"], dev_recall=ent["recall"],
+                           dev_f1=ent["f1"], dev_token_f1=tok["micro"]["f1"])
+                score = ent["f1"]
+            else:
+                rec.update(dev_precision=None, dev_recall=None, dev_f1=None, dev_token_f1=None)
+                score = float(epoch)  # no dev data: the last epoch is the best
+            rec["train_seconds"] = t_train
+            rec["windows_per_s"] = seen / t_train if t_train > 0 else 0.0
+            improved = best_state is None or score > result.best_f1
+            if improved:
+                result.best_epoch = epoch
+                result.best_f1 = score
+                best_state = model.state_dict()
+            rec["seconds"] = time.perf_counter() - t0
+            result.history.append(rec)
+            line = (f"epoch {epoch}/{epochs}  loss {train_loss:.4f}")
+            if dev_data is not None:
+                line += (f"  dev entity P/R/F1 {rec['dev_precision']:.4f}/"
+                         f"{rec['dev_recall']:.4f}/{rec['dev_f1']:.4f}"
+                         f"  token F1 {rec['dev_token_f1']:.4f}")
+            line += f"  {rec['seconds']:.1f}s  {rec['windows_per_s']:,.0f} win/s"
+            if improved and dev_data is not None:
+                line += "  *best*"
+            if improved and out_dir is not None:
+                info = dict(save_info or {})
+                info.update(best_epoch=epoch, epochs_run=epoch, history=result.history,
+                            seed=int(seed), optimizer=str(optimizer), lr=float(lr),
+                            batch_size=batch_size)
+                save_model(out_dir, model, featurizer, labels, info)
+                result.checkpoints += 1
+                rec["seconds"] = time.perf_counter() - t0
+            log(line)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        result.total_seconds = time.perf_counter() - t_run
+    if dev_data is None:
+        result.best_f1 = float("nan")
+    return result
