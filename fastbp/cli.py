@@ -494,6 +494,8 @@ def cmd_bench(args):
     except ImportError as exc:
         raise CLIError(f"the benchmark module is not available ({exc})") from None
     kw = {"quick": args.quick}
+    if args.budget is not None:
+        kw["budget_seconds"] = args.budget
     if args.config:
         kw["configs"] = tuple(args.config)
     if args.batch_size:
@@ -621,6 +623,8 @@ def build_parser():
                        description="Measure windows/s of one training step of the lecture's "
                                    "window classifier: fastbp vs a careful pure-numpy step.")
     p.add_argument("--quick", action="store_true", help="a short run (~15 s)")
+    p.add_argument("--budget", type=_pos_float, default=None, metavar="SECONDS",
+                   help="approximate total timing budget (default 30 s, 8 s with --quick)")
     p.add_argument("--config", action="append", choices=("lecture", "large"), default=None,
                    help="configuration(s) to time (default: both)")
     p.add_argument("--batch-size", action="append", type=_pos_int, default=None,
