@@ -659,9 +659,8 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help(sys.stderr)
-            return _error("a command is required (train, evaluate, predict, demo, "
-                          "gradcheck, bench)", 2)
+            return _error("a command is required: train, evaluate, predict, demo, "
+                          "gradcheck or bench (see 'fastbp --help')", 2)
         _setup_runtime(args)
         return args.func(args) or 0
     except CLIError as exc:
