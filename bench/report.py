@@ -1,0 +1,316 @@
+"""Measure the training-step throughput of every implementation and print a Markdown table.
+
+    python bench/report.py                       # full grid, ~3-4 minutes on 2 cores
+    python bench/report.py --quick               # lecture config only, fewer repeats
+    python bench/report.py --configs lecture --batch-sizes 1 256 --repeats 9
+
+Columns: pure numpy, fastbp (numpy backend), fastbp (cython backend), the ratio
+cython / pure numpy, and -- when torch is importable -- torch eager and cython / torch.
+
+How (PERF.md "How to measure"):
+
+* Each implementation runs in its own worker process (``--same-process`` to compare),
+  set up once per (config, B). Worker processes take turns: the parent asks one worker
+  at a time to time ``n`` steps (``n`` calibrated so that a timing lasts ``--seconds``),
+  in the order A B C, C B A, A B C ... for ``--repeats`` rounds; the table shows medians.
+  Only one worker computes at any moment.
+* BLAS (numpy's and scipy's OpenBLAS), fastbp's OpenMP kernels and torch are limited to
+  ``--threads`` threads (default 2).
+* Before each timing the parent waits ``--pause`` seconds (default 0.15 s), long enough
+  for the idle OpenBLAS threads of the worker that just ran to stop spinning (OpenBLAS
+  busy-waits ~2**28 cycles, ~0.1 s, after each call before it sleeps). Without it the
+  spinning threads of one worker steal a core from the next. See README.md for the
+  measurements behind this; ``--openblas-timeout N`` sets ``OPENBLAS_THREAD_TIMEOUT`` in
+  the workers instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+
+def _import_fastbp():
+    """Import fastbp from an install or from this checkout; fall back to the numpy backend
+    when the compiled kernels are not built (fastbp-cython is then reported missing)."""
+    try:
+        import fastbp  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "fastbp" or str(ROOT) in sys.path:
+            raise
+        sys.path.insert(0, str(ROOT))
+        return _import_fastbp()
+    except ImportError as exc:
+        if "compiled kernels" not in str(exc) or os.environ.get("FASTBP_BACKEND") == "numpy":
+            raise
+        for name in [m for m in sys.modules if m == "fastbp" or m.startswith("fastbp.")]:
+            del sys.modules[name]
+        os.environ["FASTBP_BACKEND"] = "numpy"
+        import fastbp  # noqa: F401
+
+
+IMPLS = ("pure-numpy", "fastbp-numpy", "fastbp-cython", "torch")
+
+
+def torch_available():
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+# ---------------------------------------------------------------------- the worker side
+def _make(impl, config, B, dtype, threads, seed=0):
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import fastbp as fb
+    from fastbp import benchmark as bm
+
+    fb.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
+    dtype = np.dtype(dtype)
+    if impl == "torch":
+        sys.path.insert(0, str(HERE))
+        from torch_step import TorchStep
+
+        return TorchStep(threads=threads).setup(config, B, dtype, seed)
+    return bm.make_step(impl, config, B, dtype, seed)
+
+
+def _calibrate(step, min_seconds=0.05):
+    """Warm up, then seconds per step (averaged over >= min_seconds)."""
+    step.step()
+    step.step()
+    n, total = 0, 0.0
+    while total < min_seconds:
+        t0 = time.perf_counter()
+        step.step()
+        total += time.perf_counter() - t0
+        n += 1
+    return total / n
+
+
+def _time(step, n):
+    fn = step.step
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - t0
+
+
+def worker_main(impl, config, B, dtype, threads):
+    """Line protocol on stdin/stdout: ``calib`` -> seconds per step; ``time N`` ->
+    seconds for N steps; ``quit``."""
+    _import_fastbp()
+    step = _make(impl, config, B, dtype, threads)
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        if cmd[0] == "calib":
+            out.write(f"{_calibrate(step)!r}\n")
+        elif cmd[0] == "time":
+            out.write(f"{_time(step, int(cmd[1]))!r}\n")
+        out.flush()
+
+
+class ProcRunner:
+    """An implementation set up in its own process."""
+
+    def __init__(self, impl, config, B, dtype, threads, env):
+        self.impl = impl
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", impl, config, str(B),
+             dtype, str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1,
+        )
+
+    def wait_ready(self):
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise RuntimeError(f"worker {self.impl} failed to start (see its stderr above)")
+
+    def _ask(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def calibrate(self):
+        return self._ask("calib")
+
+    def time(self, n):
+        return self._ask(f"time {n}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class LocalRunner:
+    """An implementation set up in this process (``--same-process``)."""
+
+    def __init__(self, impl, config, B, dtype, threads, env=None):
+        self.impl = impl
+        self.step = _make(impl, config, B, dtype, threads)
+
+    def wait_ready(self):
+        pass
+
+    def calibrate(self):
+        return _calibrate(self.step)
+
+    def time(self, n):
+        return _time(self.step, n)
+
+    def close(self):
+        self.step = None
+
+
+# ---------------------------------------------------------------------- the parent side
+def measure_cell(impls, config, B, args, env):
+    Runner = LocalRunner if args.same_process else ProcRunner
+    runners = []
+    try:
+        for impl in impls:
+            runners.append(Runner(impl, config, B, args.dtype, args.threads, env))
+        for r in runners:  # processes set up concurrently; timing starts when all are ready
+            r.wait_ready()
+        steps = {}
+        for r in runners:
+            time.sleep(args.pause)
+            steps[r.impl] = max(1, round(args.seconds / r.calibrate()))
+        rates = {r.impl: [] for r in runners}
+        order = list(runners)
+        for _ in range(args.repeats):
+            for r in order:
+                time.sleep(args.pause)
+                n = steps[r.impl]
+                rates[r.impl].append(B * n / r.time(n))
+            order.reverse()
+        return rates, steps
+    finally:
+        for r in runners:
+            r.close()
+
+
+def _fmt(x):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.0f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def markdown(results, impls):
+    cols = [("pure-numpy", "pure numpy"), ("fastbp-numpy", "fastbp numpy"),
+            ("fastbp-cython", "fastbp cython")]
+    has_torch = "torch" in impls
+    head = ["config", "B"] + [label for key, label in cols] + ["cython / numpy"]
+    if has_torch:
+        head += ["torch eager", "cython / torch"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|---:|" + "---:|" * (len(head) - 2)]
+
+    def ratio(a, b):
+        return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+    for res in results:
+        med = {k: statistics.median(v) for k, v in res["rates"].items()}
+        row = [res["config"], str(res["B"])] + [_fmt(med.get(k)) for k, _ in cols]
+        row.append(ratio(med.get("fastbp-cython"), med.get("pure-numpy")))
+        if has_torch:
+            row += [_fmt(med.get("torch")), ratio(med.get("fastbp-cython"), med.get("torch"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", default=["lecture", "large"])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32, 256, 2048])
+    p.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
+                   help="default: all that are available")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--seconds", type=float, default=0.25, help="duration of one timing")
+    p.add_argument("--pause", type=float, default=0.15,
+                   help="seconds between timings (idle BLAS threads spin down)")
+    p.add_argument("--openblas-timeout", default=None,
+                   help="OPENBLAS_THREAD_TIMEOUT for the workers (4..30; default: unset)")
+    p.add_argument("--same-process", action="store_true",
+                   help="run all implementations in this process (for comparison)")
+    p.add_argument("--quick", action="store_true", help="lecture only, 3 repeats")
+    p.add_argument("--json", help="also write the raw timings here")
+    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        impl, config, B, dtype, threads = args.worker
+        worker_main(impl, config, int(B), dtype, int(threads))
+        return 0
+
+    env = dict(os.environ)
+    if args.openblas_timeout:
+        env["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
+        if args.same_process:
+            os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
+    _import_fastbp()
+    from fastbp import benchmark as bm
+
+    if args.quick:
+        args.configs, args.repeats = ["lecture"], 3
+    impls = args.impls or [i for i in IMPLS if i != "torch" or torch_available()]
+    if "fastbp-cython" in impls and not bm.cython_available():
+        print("note: fastbp's compiled kernels are not built; fastbp-cython skipped",
+              file=sys.stderr)
+        impls = [i for i in impls if i != "fastbp-cython"]
+
+    results = []
+    t_start = time.perf_counter()
+    for config in args.configs:
+        for B in args.batch_sizes:
+            rates, steps = measure_cell(impls, config, B, args, env)
+            results.append({"config": config, "B": B, "rates": rates, "steps": steps})
+            med = ", ".join(f"{k} {_fmt(statistics.median(v))}" for k, v in rates.items())
+            print(f"  {config} B={B}: {med}", file=sys.stderr, flush=True)
+    mode = "same process" if args.same_process else "one process per implementation"
+    print(markdown(results, impls))
+    print()
+    print(f"windows/s, {args.dtype}, {args.threads} threads, median of {args.repeats} "
+          f"alternating timings of ~{args.seconds}s ({mode}; "
+          f"OPENBLAS_THREAD_TIMEOUT={env.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}); "
+          f"{time.perf_counter() - t_start:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

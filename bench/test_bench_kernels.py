@@ -1,0 +1,246 @@
+"""Per-kernel micro-benchmarks: the backend ops of one training step, cython against the
+numpy reference backend, float32, with the shapes of the ``lecture`` config (and the
+``large`` one for the memory-bound optimiser updates).
+
+One group per kernel and size (``pytest bench/test_bench_kernels.py
+--benchmark-group-by=group``), e.g. ``tanh-fwd-B256`` holds ``[cython]`` and ``[numpy]``.
+Each case first checks that both backends agree on its inputs, so a fast wrong kernel
+cannot pass unnoticed.
+"""
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import benchmark as bm
+
+BACKENDS = ("cython", "numpy")
+F32 = np.float32
+LEC = bm.CONFIGS["lecture"]
+
+
+def _ops(name):
+    if name == "cython" and not bm.cython_available():
+        pytest.skip("fastbp's compiled kernels are not built")
+    return fb.backends._resolve(name)
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def _arr(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape, dtype=F32) * F32(scale))
+
+
+def _run(benchmark, group, fn):
+    benchmark.group = group
+    return benchmark(fn)
+
+
+# ---------------------------------------------------------------- linear / gemm forward
+@pytest.mark.parametrize("B", [1, 256])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linear_fwd(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    k, m = LEC["w"] * LEC["d"], LEC["H"]
+    X, W, b = _arr(rng, B, k), _arr(rng, k, m, scale=0.1), _arr(rng, m)
+    np.testing.assert_allclose(ops.linear(X, W, b), X @ W + b, rtol=1e-4, atol=1e-4)
+    _run(benchmark, f"linear-fwd-B{B}", lambda: ops.linear(X, W, b))
+
+
+@pytest.mark.parametrize("B", [1, 256])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gemm_fwd(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    k, m = LEC["w"] * LEC["d"], LEC["H"]
+    X, W = _arr(rng, B, k), _arr(rng, k, m, scale=0.1)
+    np.testing.assert_allclose(ops.gemm(X, W), X @ W, rtol=1e-4, atol=1e-4)
+    _run(benchmark, f"gemm-fwd-B{B}", lambda: ops.gemm(X, W))
+
+
+# ---------------------------------------------------------------- weight gradient
+@pytest.mark.parametrize("kind", ["ger", "gemm"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weight_grad_B1(benchmark, backend, kind):
+    """dW = x^T g at B=1: rank-1 ``ger`` on vectors vs ``gemm`` with trans_a on (1, k)."""
+    ops = _ops(backend)
+    rng = _rng()
+    k, m = LEC["w"] * LEC["d"], LEC["H"]
+    x, g = _arr(rng, k), _arr(rng, m)
+    out = np.empty((k, m), F32)
+    if kind == "ger":
+        fn = lambda: ops.ger(x, g, out, 0.0)  # noqa: E731
+    else:
+        X, G = x.reshape(1, k), g.reshape(1, m)
+        fn = lambda: ops.gemm(X, G, out, True, False, 0.0)  # noqa: E731
+    fn()
+    np.testing.assert_allclose(out, np.outer(x, g), rtol=1e-5, atol=1e-6)
+    _run(benchmark, "weight-grad-B1", fn)
+
+
+@pytest.mark.parametrize("B", [32, 256])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weight_grad_gemm(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    k, m = LEC["w"] * LEC["d"], LEC["H"]
+    X, G = _arr(rng, B, k), _arr(rng, B, m)
+    out = np.empty((k, m), F32)
+    fn = lambda: ops.gemm(X, G, out, True, False, 0.0)  # noqa: E731
+    fn()
+    np.testing.assert_allclose(out, X.T @ G, rtol=1e-4, atol=1e-4)
+    _run(benchmark, f"weight-grad-B{B}", fn)
+
+
+# ---------------------------------------------------------------- tanh
+@pytest.mark.parametrize("B", [1, 256, 2048])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tanh_fwd(benchmark, backend, B):
+    ops = _ops(backend)
+    Z = _arr(_rng(), B, LEC["H"])
+    np.testing.assert_allclose(ops.tanh(Z), np.tanh(Z), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"tanh-fwd-B{B}", lambda: ops.tanh(Z))
+
+
+@pytest.mark.parametrize("B", [1, 256, 2048])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias_tanh_fwd(benchmark, backend, B):
+    """Fused ``tanh(X + b)`` (what a fused linear+activation would call)."""
+    ops = _ops(backend)
+    rng = _rng()
+    Z, b = _arr(rng, B, LEC["H"]), _arr(rng, LEC["H"])
+    np.testing.assert_allclose(ops.bias_act(Z, b, "tanh"), np.tanh(Z + b), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"bias-tanh-fwd-B{B}", lambda: ops.bias_act(Z, b, "tanh"))
+
+
+@pytest.mark.parametrize("B", [1, 256, 2048])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tanh_bwd(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    dY, Y = _arr(rng, B, LEC["H"]), np.tanh(_arr(rng, B, LEC["H"]))
+    out = np.empty_like(dY)
+    fn = lambda: ops.backprop_tanh(dY, Y, out, 0.0)  # noqa: E731
+    fn()
+    np.testing.assert_allclose(out, dY * (1 - Y * Y), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"tanh-bwd-B{B}", fn)
+
+
+# ---------------------------------------------------------------- embedding
+@pytest.mark.parametrize("B", [1, 256, 2048])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_embedding_gather(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    E = _arr(rng, LEC["V"], LEC["d"])
+    ids = rng.integers(0, LEC["V"], (B, LEC["w"])).astype(np.intp)
+    np.testing.assert_array_equal(ops.embedding(E, ids), E[ids.reshape(-1)].reshape(B, -1))
+    _run(benchmark, f"embedding-gather-B{B}", lambda: ops.embedding(E, ids))
+
+
+@pytest.mark.parametrize("B", [1, 256, 2048])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_embedding_scatter_add(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    E = np.zeros((LEC["V"], LEC["d"]), F32)
+    rows = rng.integers(0, LEC["V"], B * LEC["w"]).astype(np.intp)
+    vals = _arr(rng, B * LEC["w"], LEC["d"])
+    ops.scatter_add_rows(E, rows, vals, 1.0)
+    ref = np.zeros_like(E)
+    np.add.at(ref, rows, vals)
+    np.testing.assert_allclose(E, ref, rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"embedding-scatter-add-B{B}", lambda: ops.scatter_add_rows(E, rows, vals, 1e-3))
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+@pytest.mark.parametrize("B", [1, 256, 2048])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_ce_fwd_bwd(benchmark, backend, B):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    rng = _rng()
+    Z = _arr(rng, B, LEC["C"])
+    y = rng.integers(0, LEC["C"], B).astype(np.intp)
+    out = np.empty_like(Z)
+
+    def fn():
+        loss, P = ops.softmax_cross_entropy(Z, y)
+        ops.backprop_softmax_cross_entropy(P, y, 1.0, out, 0.0)
+        return loss
+
+    loss = fn()
+    ref_loss, ref_P = ref.softmax_cross_entropy(Z, y)
+    np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
+    np.testing.assert_allclose(out, ref.backprop_softmax_cross_entropy(ref_P, y, 1.0),
+                               rtol=1e-5, atol=1e-7)
+    _run(benchmark, f"softmax-ce-fwd-bwd-B{B}", fn)
+
+
+# ---------------------------------------------------------------- optimisers
+_DENSE = {"lecture-W": (LEC["w"] * LEC["d"], LEC["H"]),
+          "large-W": (5 * 300, 512)}
+
+
+@pytest.mark.parametrize("which", list(_DENSE))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sgd_update_dense(benchmark, backend, which):
+    ops = _ops(backend)
+    rng = _rng()
+    W, dW = _arr(rng, *_DENSE[which]), _arr(rng, *_DENSE[which])
+    expect = W - F32(1e-3) * dW
+    ops.sgd_update(W, dW, 1e-3)
+    np.testing.assert_allclose(W, expect, rtol=1e-6, atol=1e-7)
+    _run(benchmark, f"sgd-dense-{which}", lambda: ops.sgd_update(W, dW, 1e-6))
+
+
+@pytest.mark.parametrize("B", [1, 256])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sgd_update_rows(benchmark, backend, B):
+    ops = _ops(backend)
+    rng = _rng()
+    E = _arr(rng, LEC["V"], LEC["d"])
+    rows = rng.integers(0, LEC["V"], B * LEC["w"]).astype(np.intp)
+    vals = _arr(rng, B * LEC["w"], LEC["d"])
+    expect = E.copy()
+    np.add.at(expect, rows, F32(-1e-3) * vals)
+    ops.sgd_update_rows(E, rows, vals, 1e-3)
+    np.testing.assert_allclose(E, expect, rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"sgd-rows-B{B}", lambda: ops.sgd_update_rows(E, rows, vals, 1e-6))
+
+
+@pytest.mark.parametrize("which", list(_DENSE))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adam_update_dense(benchmark, backend, which):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    rng = _rng()
+    W, dW = _arr(rng, *_DENSE[which]), _arr(rng, *_DENSE[which])
+    m, v = np.zeros_like(W), np.zeros_like(W)
+    W2, m2, v2 = W.copy(), m.copy(), v.copy()
+    ops.adam_update(W, dW, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
+    ref.adam_update(W2, dW, m2, v2, 1e-3, 0.9, 0.999, 1e-8, 1)
+    np.testing.assert_allclose(W, W2, rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"adam-dense-{which}",
+         lambda: ops.adam_update(W, dW, m, v, 1e-6, 0.9, 0.999, 1e-8, 2))
+
+
+@pytest.mark.parametrize("B", [1, 256])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adam_update_rows(benchmark, backend, B):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    rng = _rng()
+    E = _arr(rng, LEC["V"], LEC["d"])
+    m, v = np.zeros_like(E), np.zeros_like(E)
+    E2, m2, v2 = E.copy(), m.copy(), v.copy()
+    rows = rng.integers(0, LEC["V"], B * LEC["w"]).astype(np.intp)
+    vals = _arr(rng, B * LEC["w"], LEC["d"])
+    ops.adam_update_rows(E, rows, vals, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
+    ref.adam_update_rows(E2, rows, vals, m2, v2, 1e-3, 0.9, 0.999, 1e-8, 1)
+    np.testing.assert_allclose(E, E2, rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"adam-rows-B{B}",
+         lambda: ops.adam_update_rows(E, rows, vals, m, v, 1e-6, 0.9, 0.999, 1e-8, 2))
