@@ -71,9 +71,12 @@ def _decode(data: bytes, path: str, encoding: str) -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        lineno = data.count(b"\n", 0, exc.start) + 1
-        start = data.rfind(b"\n", 0, exc.start) + 1
-        end = data.find(b"\n", exc.start)
+        # Line numbers count LF, CRLF and lone CR line ends, as read_conll does.
+        head = data[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lineno = head.count(b"\n") + 1
+        start = max(data.rfind(b"\n", 0, exc.start), data.rfind(b"\r", 0, exc.start)) + 1
+        ends = [i for i in (data.find(b"\n", exc.start), data.find(b"\r", exc.start)) if i >= 0]
+        end = min(ends) if ends else -1
         raw = data[start : end if end >= 0 else len(data)]
         raise ConllFormatError(
             f"{path}:{lineno}: invalid {encoding} ({exc.reason} at byte {exc.start - start} "
@@ -83,6 +86,9 @@ def _decode(data: bytes, path: str, encoding: str) -> str:
         raise ValueError(f"unknown encoding {encoding!r}") from exc
     if text.startswith("\ufeff"):  # tolerate a UTF-8 byte-order mark
         text = text[1:]
+    if "\r" in text:  # CRLF and old Mac (lone CR) line ends; a lone CR used to be
+        # taken for a column separator, silently merging a file into one line
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
 
 
@@ -122,7 +128,7 @@ def read_conll(path: PathLike, encoding: str = "utf-8") -> list[Sentence]:
       blank line.
     * Lines starting with ``-DOCSTART-`` are skipped and also end the current
       sentence.
-    * Windows line endings are accepted.
+    * Windows (CRLF) and old Mac (CR) line endings are accepted.
     """
     path_str = os.fspath(path)
     with open(path_str, "rb") as fh:

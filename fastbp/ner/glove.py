@@ -32,15 +32,20 @@ def _read_lines(path: str, encoding: str) -> list[str]:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        lineno = data.count(b"\n", 0, exc.start) + 1
-        start = data.rfind(b"\n", 0, exc.start) + 1
-        end = data.find(b"\n", exc.start)
+        # Line numbers count LF, CRLF and lone CR line ends, as below.
+        head = data[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lineno = head.count(b"\n") + 1
+        start = max(data.rfind(b"\n", 0, exc.start), data.rfind(b"\r", 0, exc.start)) + 1
+        ends = [i for i in (data.find(b"\n", exc.start), data.find(b"\r", exc.start)) if i >= 0]
+        end = min(ends) if ends else -1
         raw = data[start : end if end >= 0 else len(data)].decode(encoding, errors="replace")
         raise VectorFormatError(
             f"{path}:{lineno}: invalid {encoding} ({exc.reason}): {_show(raw)}"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    if "\r" in text:  # CRLF and old Mac (lone CR) line ends
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -49,7 +54,7 @@ def _read_lines(path: str, encoding: str) -> list[str]:
 
 def _is_header(line: str) -> bool:
     parts = line.split(" ")
-    return len(parts) == 2 and all(p.isdigit() for p in parts)
+    return len(parts) == 2 and all(p.isascii() and p.isdigit() for p in parts)
 
 
 def read_vector_words(path: str | os.PathLike, encoding: str = "utf-8") -> list[str]:
@@ -123,6 +128,7 @@ def load_vectors(
     """
     path = os.fspath(path)
     lines = _read_lines(path, encoding)
+    dim_given = dim is not None
     first = 0
     if lines and _is_header(lines[0]):
         hdim = int(lines[0].split(" ")[1])
@@ -161,7 +167,9 @@ def load_vectors(
         linenos.append(lineno)
         values.extend(parts[1:])
 
-    if dim is None:
+    if dim is None or (not linenos and not dim_given):
+        # (a header alone does not count: its dimension, unchecked by any vector, could
+        # be anything, e.g. "0 300000000" would allocate len(vocab) * 3e8 values)
         raise VectorFormatError(f"{path}: no vectors found and dim not given")
 
     try:
