@@ -10,6 +10,7 @@ the same seed, data, backend and thread count give identical weights.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -136,8 +137,13 @@ def _progress(total, desc, quiet):
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
+    try:  # a pseudo-terminal may report 0 columns; tqdm would then print nothing
+        ncols = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        ncols = 0
     return tqdm(total=total, desc=desc, unit="win", unit_scale=True, leave=False,
-                dynamic_ncols=True, file=sys.stderr)
+                file=sys.stderr, dynamic_ncols=ncols > 0, ncols=None if ncols > 0 else 100,
+                mininterval=0.2)
 
 
 def train(
