@@ -7,6 +7,7 @@ wrap-around checks on (for hunting memory errors; slower).
 import os
 import sys
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -24,6 +25,8 @@ extensions = [
         ["fastbp_ext/_kernels.pyx"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        include_dirs=[numpy.get_include()],  # the kernels use numpy's C API
+        libraries=["m"],  # libm (and, through its linker script, glibc's libmvec)
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 ]

@@ -1,0 +1,136 @@
+"""Compiled backend: every op of :class:`~fastbp.backends.numpy_ops.NumpyOps` runs a typed
+Cython kernel of :mod:`fastbp_ext._kernels`.
+
+Most ops *are* the kernels (``staticmethod`` aliases, so a call costs one C-level
+function call: no Python frame in between). The kernels take the same arguments as the
+reference methods and follow the same ``out``/``beta`` convention; they additionally
+validate their inputs (dtype, shape, layout, index ranges) because they are callable
+directly, and never upcast silently: mixing float32 and float64 raises TypeError.
+
+What stays in numpy, and why:
+
+* ``add``, ``sub``, ``mul``: the kernels cover same shapes, a (n, m) matrix with a
+  (m,) row (either order) and a size-1 (0-d or (1,)) operand; any other broadcast
+  pattern falls back to the numpy reference.
+* ``reduce_sum`` over axes other than "all" or axis 0/1 of a 2-D array, and
+  ``unbroadcast`` to shapes other than the same shape, a (m,)/(1, m) bias, a (n, 1)
+  column or a size-1 shape, fall back to the reference likewise.
+* ``dropout_mask``: the uniform draws come from the caller's numpy ``Generator``
+  (``rng.random``) so that a seeded run gives the same mask on both backends and the
+  bit stream stays numpy's; the threshold/cast/scale that follows is one fused kernel
+  pass (numpy needs three passes and two temporaries).
+"""
+
+from __future__ import annotations
+
+from .numpy_ops import NumpyOps
+
+try:
+    from fastbp_ext import _kernels as _k
+except ImportError as exc:  # pragma: no cover - exercised only on broken installs
+    raise ImportError(
+        "fastbp's compiled kernels (fastbp_ext._kernels) are not built: run "
+        "`python setup.py build_ext --inplace` in a source checkout, or `pip install .`. "
+        "Original error: " + str(exc)
+    ) from exc
+
+__all__ = ["CythonOps"]
+
+_Unsupported = _k.UnsupportedBroadcast
+_ref = NumpyOps
+
+
+class CythonOps(NumpyOps):
+    """Typed Cython kernels for every fastbp op (BLAS via ``scipy.linalg.cython_blas``).
+
+    Falls back to the numpy reference only for broadcast patterns / reduction axes the
+    kernels do not cover (see the module docstring). The extra fused ops ``linear``,
+    ``bias_act`` and ``backprop_act`` are single kernels.
+    """
+
+    name = "cython"
+
+    # ------------------------------------------------------------------ BLAS-like
+    gemm = staticmethod(_k.gemm)
+    gemv = staticmethod(_k.gemv)
+    ger = staticmethod(_k.ger)
+    dot = staticmethod(_k.dot)
+    scale = staticmethod(_k.scale)
+    linear = staticmethod(_k.linear)
+
+    # ------------------------------------------------------------------ elementwise
+    def add(self, X, Y):
+        """``X + Y``: compiled for same shapes, row bias and scalar operands, numpy
+        broadcasting otherwise."""
+        try:
+            return _k.add(X, Y)
+        except _Unsupported:
+            return _ref.add(self, X, Y)
+
+    def sub(self, X, Y):
+        """``X - Y``: compiled for same shapes, row bias and scalar operands, numpy
+        broadcasting otherwise."""
+        try:
+            return _k.sub(X, Y)
+        except _Unsupported:
+            return _ref.sub(self, X, Y)
+
+    def mul(self, X, Y):
+        """``X * Y``: compiled for same shapes, row bias and scalar operands, numpy
+        broadcasting otherwise."""
+        try:
+            return _k.mul(X, Y)
+        except _Unsupported:
+            return _ref.mul(self, X, Y)
+
+    add_bias = staticmethod(_k.add_bias)
+
+    def reduce_sum(self, X, axis=None, keepdims=False):
+        """Sum over all elements or one axis of a 2-D array (compiled), other axes via
+        numpy."""
+        try:
+            return _k.reduce_sum(X, axis, keepdims)
+        except _Unsupported:
+            return _ref.reduce_sum(self, X, axis, keepdims)
+
+    def unbroadcast(self, dY, shape, out=None, beta=0.0):
+        """Sum ``dY`` down to ``shape`` (compiled for the common patterns)."""
+        try:
+            return _k.unbroadcast(dY, shape, out, beta)
+        except _Unsupported:
+            return _ref.unbroadcast(self, dY, shape, out, beta)
+
+    backprop_bias = staticmethod(_k.backprop_bias)
+    backprop_mul = staticmethod(_k.backprop_mul)
+
+    # ------------------------------------------------------------------ activations
+    tanh = staticmethod(_k.tanh)
+    backprop_tanh = staticmethod(_k.backprop_tanh)
+    sigmoid = staticmethod(_k.sigmoid)
+    backprop_sigmoid = staticmethod(_k.backprop_sigmoid)
+    relu = staticmethod(_k.relu)
+    backprop_relu = staticmethod(_k.backprop_relu)
+    bias_act = staticmethod(_k.bias_act)
+    backprop_act = staticmethod(_k.backprop_act)
+
+    def dropout_mask(self, shape, rate, rng, dtype):
+        """Inverted-dropout mask: numpy's uniform draws (same stream as the reference),
+        then one fused threshold-and-scale kernel pass."""
+        return _k.dropout_mask_from_uniform(rng.random(shape), rate, dtype)
+
+    # ------------------------------------------------------------------ embedding
+    embedding = staticmethod(_k.embedding)
+    scatter_add_rows = staticmethod(_k.scatter_add_rows)
+    coalesce_rows = staticmethod(_k.coalesce_rows)
+
+    # ------------------------------------------------------------------ losses
+    softmax_cross_entropy = staticmethod(_k.softmax_cross_entropy)
+    backprop_softmax_cross_entropy = staticmethod(_k.backprop_softmax_cross_entropy)
+    sigmoid_bce = staticmethod(_k.sigmoid_bce)
+    backprop_sigmoid_bce = staticmethod(_k.backprop_sigmoid_bce)
+
+    # ------------------------------------------------------------------ optimisers
+    sgd_update = staticmethod(_k.sgd_update)
+    sgd_update_rows = staticmethod(_k.sgd_update_rows)
+    adam_update = staticmethod(_k.adam_update)
+    adam_update_rows = staticmethod(_k.adam_update_rows)
