@@ -1408,7 +1408,7 @@ def reduce_sum(cnp.ndarray X not None, axis=None, bint keepdims=False):
         axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
         try:
             norm = sorted(set([int(a) + nd if int(a) < 0 else int(a) for a in axes]))
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
         if len(norm) == nd and norm == list(range(nd)):
             mode = 0

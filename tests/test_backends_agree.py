@@ -1,0 +1,531 @@
+"""Every op of the compiled backend agrees with the numpy reference.
+
+Each public method of :class:`NumpyOps` has a list of cases below (shapes including
+n = 0 and n = 1, transposes, beta 0 and 1, repeated ids, extreme values); every case
+runs on both backends, for float32 and float64, on copies of the same arguments, and
+the results *and* every array argument afterwards (``out`` buffers, parameters updated
+in place) are compared: float64 to ~1e-12, float32 to ~1e-5 (relative, with an absolute
+floor scaled by the magnitude of the values).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.machinery
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastbp_ext._kernels as K
+from fastbp.backends.cython_ops import CythonOps
+from fastbp.backends.numpy_ops import NumpyOps
+
+CY = CythonOps()
+NP = NumpyOps()
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def public_methods(cls):
+    return sorted(
+        name for name, value in inspect.getmembers(cls)
+        if not name.startswith("_") and callable(value) and name != "name"
+    )
+
+
+# ----------------------------------------------------------------------------- cases
+# Each builder takes (dtype, rng) and returns a list of (label, args, kwargs).
+def _a(rng, shape, dt, lo=-2.0, hi=2.0):
+    return rng.uniform(lo, hi, size=shape).astype(dt)
+
+
+def _with_out(label, args, kwargs, out_shape, dt, rng, out_kw="out"):
+    """The call with out=None and with an out buffer for beta 0 (garbage in it) and 1."""
+    cases = [(label, args, dict(kwargs))]
+    garbage = np.full(out_shape, np.nan, dtype=dt)
+    cases.append((label + "-out-b0", args, dict(kwargs, **{out_kw: garbage, "beta": 0.0})))
+    cases.append((label + "-out-b1", args,
+                  dict(kwargs, **{out_kw: _a(rng, out_shape, dt), "beta": 1.0})))
+    return cases
+
+
+def cases_gemm(dt, rng):
+    out = []
+    for M, Kd, N in [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 1, 1), (1, 50, 200), (7, 5, 3),
+                     (33, 17, 9)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                A = _a(rng, (Kd, M) if ta else (M, Kd), dt)
+                B = _a(rng, (N, Kd) if tb else (Kd, N), dt)
+                out += _with_out(f"{M}x{Kd}x{N}-ta{ta:d}-tb{tb:d}", (A, B),
+                                 {"trans_a": ta, "trans_b": tb}, (M, N), dt, rng)
+    return out
+
+
+def cases_gemv(dt, rng):
+    out = []
+    for M, N in [(0, 3), (3, 0), (1, 1), (5, 7), (200, 50)]:
+        for tr in (False, True):
+            A = _a(rng, (M, N), dt)
+            x = _a(rng, (M if tr else N,), dt)
+            out += _with_out(f"{M}x{N}-t{tr:d}", (A, x), {"trans": tr}, (N if tr else M,),
+                             dt, rng)
+    return out
+
+
+def cases_ger(dt, rng):
+    out = []
+    for M, N in [(0, 3), (3, 0), (1, 1), (5, 7), (50, 200)]:
+        out += _with_out(f"{M}x{N}", (_a(rng, (M,), dt), _a(rng, (N,), dt)), {}, (M, N), dt,
+                         rng)
+    return out
+
+
+def cases_dot(dt, rng):
+    return [(f"n{n}", (_a(rng, (n,), dt), _a(rng, (n,), dt)), {}) for n in (0, 1, 7, 1000)]
+
+
+def cases_scale(dt, rng):
+    out = []
+    for shape in [(), (0,), (5,), (3, 4), (2, 3, 4)]:
+        for alpha in (-1.0, 0.5):
+            out += _with_out(f"{shape}-a{alpha}", (_a(rng, shape, dt), alpha), {}, shape, dt,
+                             rng)
+    return out
+
+
+BINARY_SHAPES = [
+    ((3, 4), (3, 4)), ((0, 4), (0, 4)), ((7,), (7,)), ((), ()),
+    ((3, 4), (4,)), ((0, 4), (4,)), ((4,), (3, 4)), ((1, 4), (4,)),
+    ((3, 4), ()), ((), (3, 4)), ((3, 4), (1,)), ((1,), (3, 4)), ((1, 1), (3, 4)),
+    ((5,), ()), ((2, 3, 4), ()),
+    # not covered by the kernel: the numpy fallback
+    ((3, 1), (1, 4)), ((2, 3, 4), (3, 4)), ((3, 4), (1, 1, 1)), ((3, 1), (3, 4)),
+]
+
+
+def cases_binary(dt, rng):
+    return [(f"{sx}+{sy}", (_a(rng, sx, dt), _a(rng, sy, dt)), {}) for sx, sy in BINARY_SHAPES]
+
+
+def cases_add_bias(dt, rng):
+    return [(f"n{n}", (_a(rng, (n, 6), dt), _a(rng, (6,), dt)), {}) for n in (0, 1, 5, 300)]
+
+
+def cases_reduce_sum(dt, rng):
+    out = []
+    for shape, axes in [((), [None]), ((5,), [None, 0, -1, (0,)]),
+                        ((0,), [None, 0]),
+                        ((3, 4), [None, 0, 1, -1, (0,), (1,), (0, 1), (1, 0)]),
+                        ((0, 4), [None, 0, 1]), ((1000, 3), [None, 0, 1]),
+                        ((2, 3, 4), [None, 0, 1, 2, (0, 2), (0, 1, 2)])]:
+        for axis in axes:
+            for keepdims in (False, True):
+                out.append((f"{shape}-ax{axis}-k{keepdims:d}", (_a(rng, shape, dt),),
+                            {"axis": axis, "keepdims": keepdims}))
+    return out
+
+
+def cases_unbroadcast(dt, rng):
+    out = []
+    for sy, shape in [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 4), (1, 4)), ((3, 4), (3, 1)),
+                      ((3, 4), ()), ((3, 4), (1,)), ((3, 4), (1, 1)), ((0, 4), (4,)),
+                      ((0, 4), ()), ((500, 7), (7,)), ((6,), ()), ((6,), (6,)),
+                      # fallback patterns
+                      ((2, 3, 4), (3, 4)), ((2, 3, 4), (4,)), ((2, 3, 4), (2, 1, 4))]:
+        out += _with_out(f"{sy}->{shape}", (_a(rng, sy, dt), shape), {}, shape, dt, rng)
+    return out
+
+
+def cases_backprop_bias(dt, rng):
+    out = []
+    for n, m in [(0, 4), (1, 1), (1, 200), (5, 3), (300, 7)]:
+        out += _with_out(f"{n}x{m}", (_a(rng, (n, m), dt),), {}, (m,), dt, rng)
+    return out
+
+
+ELEM_SHAPES = [(0, 3), (1,), (3, 4), (2, 3, 4), (200, 300), (600, 500)]
+
+
+def _act_y(act, X):
+    return getattr(NP, act)(X) if act != "identity" else X.copy()
+
+
+def cases_backprop(act):
+    def build(dt, rng):
+        out = []
+        for shape in ELEM_SHAPES:
+            dY = _a(rng, shape, dt)
+            Y = _a(rng, shape, dt, -3, 3) if act == "mul" else _act_y(act, _a(rng, shape, dt))
+            if act == "relu" and Y.size:
+                Y.reshape(-1)[::5] = 0.0  # exact zeros: the derivative's kink
+            out += _with_out(f"{shape}", (dY, Y), {}, shape, dt, rng)
+        return out
+    return build
+
+
+def _special(shape, dt, rng):
+    X = _a(rng, shape, dt, -5, 5)
+    flat = X.reshape(-1)
+    specials = [np.nan, np.inf, -np.inf, 1e4, -1e4, 0.0, -0.0, 30.0, -30.0, 1e-30]
+    flat[: min(flat.size, len(specials))] = specials[: flat.size]
+    return X
+
+
+def cases_unary(dt, rng):
+    return [(f"{shape}", (_special(shape, dt, rng),), {})
+            for shape in [(), (0,), (1,), (3, 4), (17,), (2, 3, 4), (200, 100), (300, 700)]]
+
+
+def cases_dropout_mask(dt, rng):
+    return [(f"{shape}-p{p}", (shape, p, np.random.default_rng(7), np.dtype(dt)), {})
+            for shape in [(0,), (5,), (40, 30)] for p in (0.0, 0.3, 0.9)]
+
+
+ACTS = ["identity", "tanh", "sigmoid", "relu"]
+
+
+def cases_bias_act(dt, rng):
+    out = []
+    for act in ACTS:
+        for n, m in [(0, 4), (1, 1), (5, 7), (300, 200)]:
+            X = _special((n, m), dt, rng)
+            out.append((f"{act}-{n}x{m}-b", (X, _a(rng, (m,), dt), act), {}))
+            out.append((f"{act}-{n}x{m}-nob", (X, None, act), {}))
+        out.append((f"{act}-1d-nob", (_special((9,), dt, rng), None, act), {}))
+    return out
+
+
+def cases_backprop_act(dt, rng):
+    out = []
+    for act in ACTS:
+        for shape in [(0, 3), (1, 5), (30, 20)]:
+            Y = _act_y(act, _a(rng, shape, dt))
+            out += _with_out(f"{act}-{shape}", (_a(rng, shape, dt), Y, act), {}, shape, dt, rng)
+    return out
+
+
+def cases_linear(dt, rng):
+    out = []
+    for n, k, m in [(0, 3, 4), (1, 1, 1), (1, 250, 200), (4, 0, 3), (16, 50, 9)]:
+        X, W, b = _a(rng, (n, k), dt), _a(rng, (k, m), dt), _a(rng, (m,), dt)
+        out.append((f"{n}x{k}x{m}-b", (X, W, b), {}))
+        out.append((f"{n}x{k}x{m}-nob", (X, W), {}))
+        out.append((f"{n}x{k}x{m}-b-out", (X, W, b), {"out": np.full((n, m), np.nan, dt)}))
+        out.append((f"{n}x{k}x{m}-nob-out", (X, W, None), {"out": np.full((n, m), np.nan, dt)}))
+    return out
+
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, np.uint64, np.intp]
+
+
+def cases_embedding(dt, rng):
+    out = []
+    E = _a(rng, (20, 6), dt)
+    for it in INT_DTYPES:
+        out.append((f"{np.dtype(it).name}", (E, rng.integers(0, 20, (4, 5)).astype(it)), {}))
+    out.append(("repeated", (E, np.array([[3, 3, 3], [0, 19, 3]])), {}))
+    # B = 0 is tested in test_empty_batches (the reference's reshape(0, -1) cannot
+    # infer the width of an empty batch)
+    out.append(("B1", (E, np.array([[1, 2, 3, 4, 5]], np.int32)), {}))
+    out.append(("1d", (E, np.array([5, 1, 5])), {}))
+    out.append(("large", (_a(rng, (1000, 50), dt), rng.integers(0, 1000, (2048, 5))), {}))
+    return out
+
+
+def cases_scatter_add_rows(dt, rng):
+    out = []
+    for it in INT_DTYPES:
+        rows = rng.integers(0, 10, 12).astype(it)
+        out.append((f"{np.dtype(it).name}", (_a(rng, (10, 4), dt), rows, _a(rng, (12, 4), dt)),
+                    {"alpha": -0.1}))
+    out.append(("repeated", (_a(rng, (10, 4), dt), np.array([2, 2, 2, 7, 2]),
+                             _a(rng, (5, 4), dt)), {}))
+    out.append(("empty", (_a(rng, (10, 4), dt), np.zeros(0, np.int64),
+                          np.zeros((0, 4), dt)), {}))
+    out.append(("2d-rows", (_a(rng, (10, 4), dt), rng.integers(0, 10, (3, 5)),
+                            _a(rng, (3, 5, 4), dt)), {"alpha": 2.0}))
+    return out
+
+
+def cases_coalesce_rows(dt, rng):
+    out = []
+    for it in INT_DTYPES:
+        rows = rng.integers(0, 6, 15).astype(it)
+        out.append((f"{np.dtype(it).name}", (rows, _a(rng, (15, 3), dt)), {}))
+    out.append(("empty", (np.zeros(0, np.int64), np.zeros((0, 3), dt)), {}))
+    out.append(("one", (np.array([4]), _a(rng, (1, 3), dt)), {}))
+    out.append(("big-ids", (np.array([10**12, 5, 10**12, 5, 7]), _a(rng, (5, 3), dt)), {}))
+    out.append(("many", (rng.integers(0, 100_000, 5000), _a(rng, (5000, 8), dt)), {}))
+    return out
+
+
+def _labels(rng, n, C, it=np.int64):
+    return rng.integers(0, C, n).astype(it)
+
+
+def cases_softmax_xent(dt, rng):
+    out = []
+    for n, C in [(0, 5), (1, 1), (1, 5), (8, 5), (300, 9)]:
+        for it in (np.int64, np.int32, np.uint8):
+            out.append((f"{n}x{C}-{np.dtype(it).name}",
+                        (_a(rng, (n, C), dt, -5, 5), _labels(rng, n, C, it)), {}))
+    Z = _a(rng, (6, 4), dt, -1e4, 1e4)
+    out.append(("huge-logits", (Z, _labels(rng, 6, 4)), {}))
+    return out
+
+
+def _softmax(Z):
+    return NP.softmax_cross_entropy(Z, np.zeros(Z.shape[0], np.int64))[1]
+
+
+def cases_backprop_softmax_xent(dt, rng):
+    out = []
+    for n, C in [(0, 5), (1, 5), (8, 5), (300, 9)]:
+        for dloss in (1.0, 0.25):
+            P = _softmax(_a(rng, (n, C), dt, -3, 3))
+            out += _with_out(f"{n}x{C}-d{dloss}", (P, _labels(rng, n, C), dloss), {}, (n, C),
+                             dt, rng)
+    return out
+
+
+def cases_sigmoid_bce(dt, rng):
+    out = []
+    for shape in [(0,), (1,), (7,), (8, 3), (5000,)]:
+        out.append((f"{shape}", (_a(rng, shape, dt, -8, 8), _a(rng, shape, dt, 0, 1)), {}))
+    S = np.array([1e4, -1e4, 30.0, -30.0, 0.0, 88.0, -88.0, 1e3], dt)
+    T = np.array([0.0, 1.0, 0.5, 0.5, 1.0, 0.0, 1.0, 0.3], dt)
+    out.append(("extreme", (S, T), {}))
+    return out
+
+
+def cases_backprop_sigmoid_bce(dt, rng):
+    out = []
+    for shape in [(0,), (1,), (8, 3)]:
+        Sig = NP.sigmoid(_a(rng, shape, dt, -5, 5))
+        out += _with_out(f"{shape}", (Sig, _a(rng, shape, dt, 0, 1), 0.5), {}, shape, dt, rng)
+    return out
+
+
+def cases_sgd_update(dt, rng):
+    return [(f"{shape}", (_a(rng, shape, dt), _a(rng, shape, dt), 0.1), {})
+            for shape in [(0,), (1,), (5,), (30, 20), (700, 600)]]
+
+
+def cases_sgd_update_rows(dt, rng):
+    return [
+        ("repeated", (_a(rng, (10, 4), dt), np.array([1, 1, 9, 1]), _a(rng, (4, 4), dt), 0.1), {}),
+        ("empty", (_a(rng, (10, 4), dt), np.zeros(0, np.int32), np.zeros((0, 4), dt), 0.1), {}),
+        ("int32", (_a(rng, (50, 6), dt), rng.integers(0, 50, 30).astype(np.int32),
+                   _a(rng, (30, 6), dt), 0.5), {}),
+    ]
+
+
+def _adam_state(rng, shape, dt):
+    return _a(rng, shape, dt), _a(rng, shape, dt, -0.1, 0.1), _a(rng, shape, dt, 0, 0.05)
+
+
+def cases_adam_update(dt, rng):
+    out = []
+    for shape in [(0,), (1,), (5, 3), (300, 200)]:
+        for step in (1, 7):
+            W, m, v = _adam_state(rng, shape, dt)
+            out.append((f"{shape}-s{step}",
+                        (W, _a(rng, shape, dt), m, v, 1e-3, 0.9, 0.999, 1e-8, step), {}))
+    return out
+
+
+def cases_adam_update_rows(dt, rng):
+    out = []
+    for label, rows in [("repeated", np.array([3, 3, 0, 9, 3])), ("empty", np.zeros(0, np.int64)),
+                        ("int32", np.array([1, 2, 8], np.int32))]:
+        W, m, v = _adam_state(rng, (10, 4), dt)
+        out.append((label, (W, rows, _a(rng, (rows.size, 4), dt), m, v, 1e-2, 0.9, 0.999,
+                            1e-8, 3), {}))
+    return out
+
+
+CASES = {
+    "gemm": cases_gemm, "gemv": cases_gemv, "ger": cases_ger, "dot": cases_dot,
+    "scale": cases_scale, "add": cases_binary, "sub": cases_binary, "mul": cases_binary,
+    "add_bias": cases_add_bias, "reduce_sum": cases_reduce_sum,
+    "unbroadcast": cases_unbroadcast, "backprop_bias": cases_backprop_bias,
+    "backprop_mul": cases_backprop("mul"),
+    "tanh": cases_unary, "sigmoid": cases_unary, "relu": cases_unary,
+    "backprop_tanh": cases_backprop("tanh"), "backprop_sigmoid": cases_backprop("sigmoid"),
+    "backprop_relu": cases_backprop("relu"), "dropout_mask": cases_dropout_mask,
+    "bias_act": cases_bias_act, "backprop_act": cases_backprop_act, "linear": cases_linear,
+    "embedding": cases_embedding, "scatter_add_rows": cases_scatter_add_rows,
+    "coalesce_rows": cases_coalesce_rows,
+    "softmax_cross_entropy": cases_softmax_xent,
+    "backprop_softmax_cross_entropy": cases_backprop_softmax_xent,
+    "sigmoid_bce": cases_sigmoid_bce, "backprop_sigmoid_bce": cases_backprop_sigmoid_bce,
+    "sgd_update": cases_sgd_update, "sgd_update_rows": cases_sgd_update_rows,
+    "adam_update": cases_adam_update, "adam_update_rows": cases_adam_update_rows,
+}
+
+
+def _params():
+    out = []
+    for op in sorted(CASES):
+        for dt in DTYPES:
+            for label, args, kwargs in CASES[op](dt, np.random.default_rng(0)):
+                out.append(pytest.param(op, dt, label, args, kwargs,
+                                        id=f"{op}-{np.dtype(dt).name}-{label}"))
+    return out
+
+
+# ----------------------------------------------------------------------------- checks
+def _close(got, want, tol, what):
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want), what
+        for i, (g, w) in enumerate(zip(got, want)):
+            _close(g, w, tol, f"{what}[{i}]")
+        return
+    if want is None:
+        assert got is None, what
+        return
+    want = np.asarray(want)
+    assert isinstance(got, np.ndarray), f"{what}: expected an ndarray, got {type(got)}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if want.dtype.kind == "f":
+        finite = want[np.isfinite(want)]
+        scale = 1.0 + (float(np.max(np.abs(finite))) if finite.size else 0.0)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=10 * tol * scale, err_msg=what)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+
+
+@pytest.mark.parametrize("op, dt, label, args, kwargs", _params())
+def test_op_agrees_with_reference(op, dt, label, args, kwargs):
+    ref_args, ref_kwargs = copy.deepcopy((args, kwargs))
+    cy_args, cy_kwargs = copy.deepcopy((args, kwargs))
+    want = getattr(NP, op)(*ref_args, **ref_kwargs)
+    got = getattr(CY, op)(*cy_args, **cy_kwargs)
+    tol = TOL[dt]
+    _close(got, want, tol, f"{op} result")
+    # in-place effects: out buffers, parameters and optimiser state
+    for i, (a, b) in enumerate(zip(cy_args, ref_args)):
+        if isinstance(b, np.ndarray):
+            _close(a, b, tol, f"{op} argument {i} after the call")
+    for key in ref_kwargs:
+        if isinstance(ref_kwargs[key], np.ndarray):
+            _close(cy_kwargs[key], ref_kwargs[key], tol, f"{op} {key} after the call")
+    # the out convention: the returned array is the caller's out
+    if isinstance(kwargs.get("out"), np.ndarray):
+        assert got is cy_kwargs["out"]
+
+
+def test_every_reference_op_is_overridden_and_tested():
+    ops = public_methods(NumpyOps)
+    assert ops, "no public methods found on NumpyOps"
+    missing_override = [op for op in ops if op not in CythonOps.__dict__]
+    assert not missing_override, f"CythonOps does not override {missing_override}"
+    missing_cases = sorted(set(ops) - set(CASES))
+    assert not missing_cases, f"no agreement cases for {missing_cases}"
+    assert CythonOps.name == "cython"
+
+
+def test_compiled_module_is_the_one_used():
+    assert K.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), K.__file__
+    for op in public_methods(NumpyOps):
+        attr = inspect.getattr_static(CythonOps, op)
+        if isinstance(attr, staticmethod):
+            # the op *is* the compiled kernel of the same name
+            assert attr.__func__ is getattr(K, op), op
+            assert type(attr.__func__).__name__ == "cython_function_or_method", op
+        else:
+            # a thin wrapper: it must call into the kernel module
+            assert "_k" in attr.__code__.co_names, op
+    # and a behaviour only the kernels have: no silent upcast
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        CY.gemm(np.ones((2, 2), np.float32), np.ones((2, 2)))
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        CY.add(np.ones(3, np.float32), np.ones(3))
+
+
+def test_fallback_only_for_uncovered_patterns():
+    x = np.ones((3, 4))
+    with pytest.raises(K.UnsupportedBroadcast):
+        K.add(np.ones((3, 1)), np.ones((1, 4)))
+    assert isinstance(K.UnsupportedBroadcast("x"), ValueError)
+    np.testing.assert_array_equal(CY.add(np.ones((3, 1)), np.ones((1, 4))), 2 * x)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_empty_batches(dt):
+    E = np.ones((10, 3), dt)
+    assert CY.embedding(E, np.zeros((0, 5), np.int64)).shape == (0, 15)
+    assert CY.embedding(E, np.zeros((0,), np.int32)).shape == (0, 3)
+    out = E.copy()
+    assert CY.scatter_add_rows(out, np.zeros((0, 5), np.int64), np.zeros((0, 5, 3), dt)) is out
+    np.testing.assert_array_equal(out, E)
+    rows, vals = CY.coalesce_rows(np.zeros(0, np.int64), np.zeros((0, 3), dt))
+    assert rows.shape == (0,) and rows.dtype == np.intp and vals.shape == (0, 3)
+    assert CY.linear(np.zeros((0, 4), dt), np.ones((4, 2), dt), np.ones(2, dt)).shape == (0, 2)
+    assert CY.backprop_bias(np.zeros((0, 4), dt)).tolist() == [0, 0, 0, 0]
+
+
+def test_softmax_xent_stable_and_empty():
+    for dt in DTYPES:
+        Z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dt)
+        loss, P = CY.softmax_cross_entropy(Z, np.array([0, 2]))
+        assert np.isfinite(loss) and np.isfinite(P).all()
+        np.testing.assert_allclose(P.sum(axis=1), 1, rtol=TOL[dt])
+        loss, P = CY.softmax_cross_entropy(np.zeros((0, 3), dt), np.zeros(0, np.int64))
+        assert loss.dtype == dt and float(loss) == 0.0 and P.shape == (0, 3)
+        g = CY.backprop_softmax_cross_entropy(P, np.zeros(0, np.int64), 1.0)
+        assert g.shape == (0, 3)
+
+
+def test_sigmoid_bce_stable_at_1e4():
+    for dt in DTYPES:
+        S = np.array([1e4, -1e4, 1e4, -1e4], dt)
+        T = np.array([1.0, 0.0, 0.0, 1.0], dt)
+        loss, Sig = CY.sigmoid_bce(S, T)
+        assert np.isfinite(loss)
+        np.testing.assert_allclose(float(loss), 1e4 / 2, rtol=TOL[dt])
+        np.testing.assert_array_equal(Sig, np.array([1, 0, 1, 0], dt))
+        loss, Sig = CY.sigmoid_bce(np.zeros(0, dt), np.zeros(0, dt))
+        assert float(loss) == 0.0 and loss.dtype == dt
+
+
+def test_parallel_paths_agree_with_serial():
+    """Loops split over threads above a size threshold give the serial result."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((700, 600))
+    b = rng.standard_normal(600)
+    before = K.get_num_threads()
+    try:
+        K.set_num_threads(1)
+        serial = [K.tanh(X), K.bias_act(X, b, "sigmoid"), K.backprop_tanh(X, X),
+                  K.embedding(X, rng.integers(0, 700, (600, 5)) * 0)]
+        K.set_num_threads(4)
+        par = [K.tanh(X), K.bias_act(X, b, "sigmoid"), K.backprop_tanh(X, X),
+               K.embedding(X, rng.integers(0, 700, (600, 5)) * 0)]
+    finally:
+        K.set_num_threads(before)
+    for s, p in zip(serial, par):
+        np.testing.assert_array_equal(s, p)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    M=st.integers(0, 9), Kd=st.integers(0, 9), N=st.integers(0, 9),
+    ta=st.booleans(), tb=st.booleans(), beta=st.sampled_from([None, 0.0, 1.0]),
+    dt=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
+)
+def test_gemm_property(M, Kd, N, ta, tb, beta, dt, seed):
+    rng = np.random.default_rng(seed)
+    A = _a(rng, (Kd, M) if ta else (M, Kd), dt)
+    B = _a(rng, (N, Kd) if tb else (Kd, N), dt)
+    kwargs = {"trans_a": ta, "trans_b": tb}
+    if beta is not None:
+        kwargs.update(out=_a(rng, (M, N), dt), beta=beta)
+    want = NP.gemm(A, B, **copy.deepcopy(kwargs))
+    got = CY.gemm(A, B, **kwargs)
+    _close(got, want, TOL[dt], "gemm")
