@@ -183,18 +183,22 @@ def plot_history(history, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] for h in history]
-    fig, ax1 = plt.subplots(figsize=(6, 4))
-    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue",
-             label="train loss")
+    fig, ax1 = plt.subplots(figsize=(6.4, 4))
+    lines = ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue",
+                     label="train loss")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("train loss", color="tab:blue")
+    ax1.set_ylabel("train loss (cross-entropy)", color="tab:blue")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     if any(h.get("dev_f1") is not None for h in history):
         ax2 = ax1.twinx()
-        ax2.plot(epochs, [h["dev_f1"] for h in history], "s-", color="tab:red",
-                 label="dev entity F1")
-        ax2.set_ylabel("dev entity F1", color="tab:red")
-    ax1.set_title("fastbp window NER")
+        lines += ax2.plot(epochs, [h["dev_f1"] for h in history], "s-", color="tab:red",
+                          label="dev entity F1")
+        ax2.set_ylabel("dev entity-level F1", color="tab:red")
+    ax1.legend(lines, [ln.get_label() for ln in lines], loc="center right")
+    ax1.set_title("fastbp window NER: learning curves")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
