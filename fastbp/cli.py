@@ -298,7 +298,7 @@ def _report(result, ev, out_dir):
     _out(f"training wall time: {result.total_seconds:.1f}s total "
          f"({result.train_seconds:.1f}s in optimisation steps), "
          f"{_fmt_rate(result.windows_per_s)} windows/s")
-    if out_dir is not None:
+    if out_dir is not None and not result.interrupted:
         _out(f"model saved to {out_dir}")
 
 
@@ -316,8 +316,8 @@ def cmd_train(args):
         plot_history(result.history, args.plot)
         _out(f"learning curves saved to {args.plot}")
     if result.interrupted:
-        where = f"; the best checkpoint (epoch {result.best_epoch}) is in {args.out}" \
-            if result.checkpoints else ""
+        where = f"; the best checkpoint (epoch {result.saved_epoch}) is in {args.out}" \
+            if result.saved_epoch else "; no checkpoint was written"
         raise CLIError(f"interrupted{where}", 130)
     return 0
 

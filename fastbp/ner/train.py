@@ -122,7 +122,8 @@ class TrainResult:
     train_seconds: float = 0.0  # wall time of the optimisation steps only
     total_seconds: float = 0.0  # wall time of the whole run (incl. dev evaluation, saves)
     windows: int = 0  # training windows processed
-    checkpoints: int = 0
+    checkpoints: int = 0  # checkpoints written
+    saved_epoch: int = 0  # epoch of the checkpoint on disk (0: none)
 
     @property
     def windows_per_s(self):
@@ -299,6 +300,7 @@ def train(
                             batch_size=batch_size)
                 save_model(out_dir, model, featurizer, labels, info)
                 result.checkpoints += 1
+                result.saved_epoch = epoch
                 rec["seconds"] = time.perf_counter() - t0
             log(line)
     except KeyboardInterrupt:
