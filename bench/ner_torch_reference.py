@@ -71,10 +71,10 @@ def run_torch(a):
 
     from fastbp.cli import build_model, build_vocab
     from fastbp.ner.data import read_conll
-    from fastbp.ner.metrics import entity_scores, token_scores
-    from fastbp.ner.train import make_dataset
+    from fastbp.ner.metrics import token_scores
+    from fastbp.ner.train import entity_scores_ids, make_dataset
     from fastbp.ner.vocab import LabelSet
-    from fastbp.ner.windows import WindowFeaturizer, split
+    from fastbp.ner.windows import WindowFeaturizer
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -136,10 +136,9 @@ def run_torch(a):
         model.eval()
         with torch.no_grad():
             pred = model(Xd).argmax(1).numpy()
-        pl = labels.decode(pred)
-        ent = entity_scores(dvd.gold, [list(p) for p in split(np.asarray(pl, dtype=object),
-                                                              dvd.lengths)])
-        tok = token_scores([x for s in dvd.gold for x in s], pl, labels.labels)
+        # the same dev scoring as fastbp's training loop (fastbp.ner.train.dev_scores)
+        ent = entity_scores_ids(dvd.y, pred, dvd.lengths, labels)
+        tok = token_scores(dvd.y, pred, labels.labels)
         hist.append({"epoch": epoch, "train_loss": tot / N, "dev_f1": ent["f1"],
                      "dev_precision": ent["precision"], "dev_recall": ent["recall"],
                      "dev_token_f1": tok["micro"]["f1"], "train_seconds": t_train,

@@ -470,3 +470,24 @@ def test_conll2003_one_epoch_smoke():
     res = train(m, make_dataset(tr, fz, labels), make_dataset(dv, fz, labels), labels,
                 epochs=1, batch_size=2048, quiet=True)
     assert res.best_f1 > 0.70  # ~0.78 after one epoch; >= 0.84 after 10 (see README)
+
+
+def test_fast_io_entity_scores_match_metrics():
+    from fastbp.ner.metrics import entity_scores
+    from fastbp.ner.train import entity_scores_ids
+    from fastbp.ner.windows import split
+
+    labels = LabelSet(["O", "LOC", "MISC", "ORG", "PER"])
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        lengths = rng.integers(1, 9, size=rng.integers(1, 30))
+        n = int(lengths.sum())
+        gold = rng.choice(5, size=n, p=[0.5, 0.2, 0.1, 0.1, 0.1])
+        pred = gold.copy()
+        flip = rng.random(n) < 0.2
+        pred[flip] = rng.integers(0, 5, size=int(flip.sum()))
+        if trial == 0:
+            pred[:] = 0  # nothing predicted
+        g_s = [labels.decode(x) for x in split(gold, lengths)]
+        p_s = [labels.decode(x) for x in split(pred, lengths)]
+        assert entity_scores_ids(gold, pred, lengths, labels) == entity_scores(g_s, p_s)

@@ -86,6 +86,80 @@ def predict_labels(model, ids, labels, batch_size=8192):
     return labels.decode(model.predict(ids, batch_size))
 
 
+def _prf(correct, predicted, support):
+    p = correct / predicted if predicted else 0.0
+    r = correct / support if support else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f, "support": int(support),
+            "predicted": int(predicted), "correct": int(correct)}
+
+
+def _io_chunks(a, sent_start, o_id):
+    """IO-scheme chunks of a flat label-id array: maximal runs of one non-O id inside a
+    sentence. Returns (start, end exclusive, type id) arrays."""
+    n = a.shape[0]
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(a[1:], a[:-1], out=new[1:])
+    new |= sent_start
+    last = np.empty(n, dtype=bool)
+    last[-1:] = True
+    last[:-1] = new[1:]
+    inside = a != o_id
+    s = np.flatnonzero(inside & new)
+    e = np.flatnonzero(inside & last) + 1
+    return s, e, a[s]
+
+
+def entity_scores_ids(gold, pred, lengths, labels):
+    """:func:`~fastbp.ner.metrics.entity_scores` for the IO scheme computed on flat label-id
+    arrays with numpy (same result, ~50x faster: used for the per-epoch dev score).
+
+    ``gold``/``pred``: (N,) label ids; ``lengths``: sentence lengths; ``labels``: the
+    LabelSet (IO scheme, containing ``"O"``)."""
+    gold = np.asarray(gold, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    n = gold.shape[0]
+    C = len(labels)
+    sent_start = np.zeros(n, dtype=bool)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths.size else lengths
+    sent_start[starts[starts < n]] = True
+    o_id = labels.id("O")
+    gs, ge, gt = _io_chunks(gold, sent_start, o_id)
+    ps, pe, pt = _io_chunks(pred, sent_start, o_id)
+    gk = (gs * (n + 1) + ge) * C + gt
+    pk = (ps * (n + 1) + pe) * C + pt
+    ok_t = gt[np.isin(gk, pk, assume_unique=True)]
+    n_gold = np.bincount(gt, minlength=C)
+    n_pred = np.bincount(pt, minlength=C)
+    n_ok = np.bincount(ok_t, minlength=C)
+    names = labels.labels
+    types = sorted(names[i] for i in range(C) if n_gold[i] or n_pred[i])
+    per_type = {}
+    for t in types:
+        i = labels.id(t)
+        per_type[t] = _prf(int(n_ok[i]), int(n_pred[i]), int(n_gold[i]))
+    out = _prf(int(n_ok.sum()), int(n_pred.sum()), int(n_gold.sum()))
+    out["scheme"] = "IO"
+    out["per_type"] = per_type
+    return out
+
+
+def dev_scores(model, data, labels, batch_size=8192):
+    """Entity-level scores and token-level micro F1 (non-O) of ``model`` on ``data``: the
+    per-epoch dev evaluation of :func:`train`. Fast numpy path for a multi-class model on
+    IO labels; otherwise :func:`evaluate`."""
+    if (isinstance(model, BinaryWindowClassifier) or labels.scheme != "IO"
+            or "O" not in labels):
+        ev = evaluate(model, data, labels, batch_size)
+        return ev["entity"], ev["token"]["micro"]["f1"]
+    pred = model.predict(data.ids, batch_size)
+    ent = entity_scores_ids(data.y, pred, data.lengths, labels)
+    tok = token_scores(data.y, pred, labels.labels)
+    return ent, tok["micro"]["f1"]
+
+
 def evaluate(model, data, labels, batch_size=8192, with_confusion=False):
     """Score ``model`` on a :class:`Dataset`.
 
@@ -268,10 +342,9 @@ def train(
                 )
             rec = {"epoch": epoch, "train_loss": train_loss}
             if dev_data is not None:
-                ev = evaluate(model, dev_data, labels, eval_batch_size)
-                ent, tok = ev["entity"], ev["token"]
+                ent, tok_f1 = dev_scores(model, dev_data, labels, eval_batch_size)
                 rec.update(dev_precision=ent["precision"], dev_recall=ent["recall"],
-                           dev_f1=ent["f1"], dev_token_f1=tok["micro"]["f1"])
+                           dev_f1=ent["f1"], dev_token_f1=tok_f1)
                 score = ent["f1"]
             else:
                 rec.update(dev_precision=None, dev_recall=None, dev_f1=None, dev_token_f1=None)
