@@ -146,7 +146,8 @@ def test_predict_file(files, model_dir, capsys):
     blocks = out.split("\n\n")
     assert out.endswith("\n\n") and len([b for b in blocks if b.strip()]) == 2
     first = blocks[0].splitlines()
-    assert [ln.split("\t")[0] for ln in first] == "Peter Blackburn visited Paris on Monday .".split()
+    expected = "Peter Blackburn visited Paris on Monday .".split()
+    assert [ln.split("\t")[0] for ln in first] == expected
     labels = set(load_model(model_dir).labels.labels)
     assert all(ln.split("\t")[1] in labels for ln in out.splitlines() if ln)
 
