@@ -186,18 +186,24 @@ LIBMVEC = bool(FASTBP_LIBMVEC)
 # ==================================================================================
 # Layer 1: per-element helpers
 # ==================================================================================
+# Cython writes an integer literal in floating context as a C double (``1.0``), which
+# would promote float32 arithmetic to double; constants are typed locals instead.
 cdef inline floating _tanh_grad(floating dy, floating y) noexcept nogil:
-    return dy * (1 - y * y)
+    cdef floating one = 1
+    return dy * (one - y * y)
 
 cdef inline floating _sigmoid_grad(floating dy, floating y) noexcept nogil:
-    return dy * y * (1 - y)
+    cdef floating one = 1
+    return dy * y * (one - y)
 
 cdef inline floating _relu_grad(floating dy, floating y) noexcept nogil:
-    return dy * <floating>(y > 0)
+    cdef floating zero = 0
+    return dy * <floating>(y > zero)
 
 cdef inline floating _relu(floating x) noexcept nogil:
     # like np.maximum(x, 0): NaN propagates
-    return x if not (x < 0) else 0
+    cdef floating zero = 0
+    return x if not (x < zero) else zero
 
 cdef inline floating _exp(floating x) noexcept nogil:
     if floating is float:
@@ -207,7 +213,8 @@ cdef inline floating _exp(floating x) noexcept nogil:
 
 cdef inline floating _bce(floating s, floating t) noexcept nogil:
     # max(s, 0) - s*t + log1p(exp(-|s|)): stable for any |s|
-    cdef floating mx = s if s > 0 else 0
+    cdef floating zero = 0
+    cdef floating mx = s if s > zero else zero
     cdef floating sp
     if floating is float:
         sp = <float>log1p(exp(-fabs(s)))
@@ -215,17 +222,10 @@ cdef inline floating _bce(floating s, floating t) noexcept nogil:
         sp = log1p(exp(-fabs(s)))
     return mx - s * t + sp
 
-cdef inline floating _sigmoid1(floating x) noexcept nogil:
-    cdef floating e
-    if floating is float:
-        e = <float>exp(-fabs(x))
-    else:
-        e = exp(-fabs(x))
-    return 1 / (1 + e) if x >= 0 else e / (1 + e)
-
 cdef inline floating _put(floating r, floating o, floating beta) noexcept nogil:
     # out = r + beta*out, with out never read when beta == 0 (GCC unswitches the branch)
-    return r if beta == 0 else r + beta * o
+    cdef floating zero = 0
+    return r if beta == zero else r + beta * o
 
 cdef inline floating _binop(int op, floating a, floating b) noexcept nogil:
     if op == 0:
@@ -260,6 +260,21 @@ cdef void gemm_rm(bint trans_a, bint trans_b, int M, int N, int K, floating alph
     if K == 0:  # BLAS may return early without scaling C
         for i in range(<Py_ssize_t>M * N):
             C[i] = 0 if beta == 0 else beta * C[i]
+        return
+    # Degenerate shapes: OpenBLAS's gemm packs its operands even for a single row or
+    # column (10x slower than gemv at batch size 1), so forward them. A (1, K) or (K, 1)
+    # operand is one contiguous K-vector whether transposed or not.
+    if M == 1:      # C^T = op(B)^T a
+        gemv_rm(not trans_b, N if trans_b else K, K if trans_b else N, alpha, B, A, beta, C)
+        return
+    if N == 1:      # C = op(A) b
+        gemv_rm(trans_a, K if trans_a else M, M if trans_a else K, alpha, A, B, beta, C)
+        return
+    if K == 1 and alpha == 1 and (beta == 0 or beta == 1):   # outer product
+        if beta == 0:
+            outer_write(M, N, A, B, C)
+        else:
+            ger_rm(M, N, alpha, A, B, C)
         return
     if floating is float:
         sgemm(&tb, &ta, &N, &M, &K, &alpha, <float*>B, &ldb, <float*>A, &lda, &beta, C, &ldc)

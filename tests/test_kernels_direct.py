@@ -362,3 +362,17 @@ def test_garbage_arguments_raise_cleanly(name):
                 fn(*args)
             except (TypeError, ValueError, IndexError):
                 pass
+
+
+def test_stub_lists_the_public_api():
+    import ast
+    import pathlib
+
+    stub = pathlib.Path(K.__file__).with_name("_kernels.pyi")
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    public = {n for n in dir(K) if not n.startswith("_") and callable(getattr(K, n))
+              and getattr(getattr(K, n), "__module__", None) == K.__name__}
+    assert public - declared == set()
+    for name in public:
+        assert getattr(K, name).__doc__, f"{name} has no docstring"
