@@ -87,8 +87,16 @@ cdef extern from * nogil:
     /* y = sigmoid(x), stable: e = exp(-|x|), (x >= 0 ? 1 : e) / (1 + e) */
     FASTBP_VLOOP(fastbp_vsigmoid_f, float, (v >= 0 ? 1.0f : expf(-fabsf(v))) / (1.0f + expf(-fabsf(v))))
     FASTBP_VLOOP(fastbp_vsigmoid_d, double, (v >= 0 ? 1.0 : exp(-fabs(v))) / (1.0 + exp(-fabs(v))))
+    /* W -= lr * g (the SGD step; rounded as numpy's W - lr*g) */
+    #define FASTBP_SGD(NAME, T) \
+    FASTBP_CLONES static void NAME(T *W, const T *g, T lr, Py_ssize_t n) { \
+        for (Py_ssize_t i = 0; i < n; i++) W[i] = W[i] - lr * g[i]; }
+    FASTBP_SGD(fastbp_sgd_f, float)
+    FASTBP_SGD(fastbp_sgd_d, double)
     """
     int FASTBP_LIBMVEC
+    void fastbp_sgd_f(float* W, const float* g, float lr, Py_ssize_t n)
+    void fastbp_sgd_d(double* W, const double* g, double lr, Py_ssize_t n)
     void fastbp_vtanh_f(const float* x, float* y, Py_ssize_t n)
     void fastbp_vtanh_d(const double* x, double* y, Py_ssize_t n)
     void fastbp_vsigmoid_f(const float* x, float* y, Py_ssize_t n)
@@ -693,6 +701,30 @@ cdef void sum_into_slots(Py_ssize_t n, Py_ssize_t d,
         o = out + slot[i] * d
         for j in range(d):
             o[j] = o[j] + values[i * d + j]
+
+
+cdef void sgd_loop(Py_ssize_t lo, Py_ssize_t hi, floating lr,
+                   const floating* g,      # IN  gradient
+                   floating* W,            # OUT W -= lr g
+                   ) noexcept nogil:
+    if floating is float:
+        fastbp_sgd_f(W + lo, g + lo, lr, hi - lo)
+    else:
+        fastbp_sgd_d(W + lo, g + lo, lr, hi - lo)
+
+
+cdef void sgd_par(Py_ssize_t n, floating lr, const floating* g, floating* W) noexcept nogil:
+    cdef int nt = _threads_for(n, PAR_ARITH)
+    cdef Py_ssize_t c, lo, hi, chunk
+    if nt == 1:
+        sgd_loop(0, n, lr, g, W)
+        return
+    chunk = (n + nt - 1) // nt
+    for c in prange(nt, num_threads=nt, schedule='static'):
+        lo = c * chunk
+        hi = lo + chunk if lo + chunk < n else n
+        if lo < hi:
+            sgd_loop(lo, hi, lr, g, W)
 
 
 cdef void adam_loop(Py_ssize_t n,
@@ -2231,7 +2263,13 @@ cdef int _param_and_grad(cnp.ndarray W, cnp.ndarray dW, str wname, str gname) ex
 
 
 def sgd_update(cnp.ndarray W not None, cnp.ndarray dW not None, double lr):
-    """In place ``W -= lr * dW`` (one BLAS ``axpy``).
+    """In place ``W -= lr * dW`` (an axpy with ``alpha = -lr``).
+
+    One pass (SSE2/AVX2/AVX-512 clones picked at load time). It is a loop of ours rather
+    than BLAS ``axpy`` so that its threading follows this module's OpenMP threshold:
+    OpenBLAS wakes its own thread pool for axpy from ~10k elements, which on a busy
+    2-core machine cost up to milliseconds per call in the training step; single-threaded
+    it is also ~10% faster than OpenBLAS's saxpy at 50k elements.
 
     Raises
     ------
@@ -2247,9 +2285,9 @@ def sgd_update(cnp.ndarray W not None, cnp.ndarray dW not None, double lr):
     cdef void* pg = cnp.PyArray_DATA(dW)
     with nogil:
         if t == cnp.NPY_FLOAT:
-            axpy(n, <float>(-lr), <float*>pg, <float*>pw)
+            sgd_par(n, <float>lr, <float*>pg, <float*>pw)
         else:
-            axpy(n, -lr, <double*>pg, <double*>pw)
+            sgd_par(n, lr, <double*>pg, <double*>pw)
 
 
 def sgd_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None, double lr):
