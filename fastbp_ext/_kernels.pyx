@@ -93,10 +93,21 @@ cdef extern from * nogil:
         for (Py_ssize_t i = 0; i < n; i++) W[i] = W[i] - lr * g[i]; }
     FASTBP_SGD(fastbp_sgd_f, float)
     FASTBP_SGD(fastbp_sgd_d, double)
+    /* out (M, N) = x y^T, written in one pass */
+    #define FASTBP_OUTER(NAME, T) \
+    FASTBP_CLONES static void NAME(Py_ssize_t M, Py_ssize_t N, const T *restrict x, \
+                                   const T *restrict y, T *restrict out) { \
+        for (Py_ssize_t i = 0; i < M; i++) { const T xi = x[i]; T *restrict o = out + i * N; \
+            for (Py_ssize_t j = 0; j < N; j++) o[j] = xi * y[j]; } }
+    FASTBP_OUTER(fastbp_outer_f, float)
+    FASTBP_OUTER(fastbp_outer_d, double)
     """
     int FASTBP_LIBMVEC
     void fastbp_sgd_f(float* W, const float* g, float lr, Py_ssize_t n)
     void fastbp_sgd_d(double* W, const double* g, double lr, Py_ssize_t n)
+    void fastbp_outer_f(Py_ssize_t M, Py_ssize_t N, const float* x, const float* y, float* out)
+    void fastbp_outer_d(Py_ssize_t M, Py_ssize_t N, const double* x, const double* y,
+                        double* out)
     void fastbp_vtanh_f(const float* x, float* y, Py_ssize_t n)
     void fastbp_vtanh_d(const double* x, double* y, Py_ssize_t n)
     void fastbp_vsigmoid_f(const float* x, float* y, Py_ssize_t n)
@@ -350,12 +361,10 @@ cdef void outer_write(Py_ssize_t M, Py_ssize_t N,
                       floating* out,       # OUT (M, N) = x y^T
                       ) noexcept nogil:
     # beta = 0: one pass writing the outer product (ger would need a zeroing pass first)
-    cdef Py_ssize_t i, j
-    cdef floating xi
-    for i in range(M):
-        xi = x[i]
-        for j in range(N):
-            out[i * N + j] = xi * y[j]
+    if floating is float:
+        fastbp_outer_f(M, N, x, y, out)
+    else:
+        fastbp_outer_d(M, N, x, y, out)
 
 
 cdef void fill_rows(Py_ssize_t n, Py_ssize_t m,
