@@ -72,6 +72,9 @@ cdef extern from * nogil:
     __attribute__((simd("notinbranch"), const)) extern float expf(float);
     __attribute__((simd("notinbranch"), const)) extern double exp(double);
     #define FASTBP_CLONES __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
+    /* likewise sqrt (its errno check is a branch in every loop that calls it) */
+    __attribute__((const)) extern float sqrtf(float);
+    __attribute__((const)) extern double sqrt(double);
     #define FASTBP_LIBMVEC 1
     #else
     #define FASTBP_CLONES
@@ -81,6 +84,9 @@ cdef extern from * nogil:
     FASTBP_CLONES static void NAME(const T *x, T *y, Py_ssize_t n) { \\
         _Pragma("GCC ivdep") \\
         for (Py_ssize_t i = 0; i < n; i++) { const T v = x[i]; y[i] = (EXPR); } }
+    /* y = exp(x) */
+    FASTBP_VLOOP(fastbp_vexp_f, float, expf(v))
+    FASTBP_VLOOP(fastbp_vexp_d, double, exp(v))
     /* y = tanh(x) */
     FASTBP_VLOOP(fastbp_vtanh_f, float, tanhf(v))
     FASTBP_VLOOP(fastbp_vtanh_d, double, tanh(v))
@@ -108,6 +114,8 @@ cdef extern from * nogil:
     void fastbp_outer_f(Py_ssize_t M, Py_ssize_t N, const float* x, const float* y, float* out)
     void fastbp_outer_d(Py_ssize_t M, Py_ssize_t N, const double* x, const double* y,
                         double* out)
+    void fastbp_vexp_f(const float* x, float* y, Py_ssize_t n)
+    void fastbp_vexp_d(const double* x, double* y, Py_ssize_t n)
     void fastbp_vtanh_f(const float* x, float* y, Py_ssize_t n)
     void fastbp_vtanh_d(const double* x, double* y, Py_ssize_t n)
     void fastbp_vsigmoid_f(const float* x, float* y, Py_ssize_t n)
@@ -216,8 +224,9 @@ cdef inline floating _sigmoid_grad(floating dy, floating y) noexcept nogil:
     return dy * y * (one - y)
 
 cdef inline floating _relu_grad(floating dy, floating y) noexcept nogil:
+    # dy * [y > 0] as a select (vectorises); dy * 0 keeps NaN/Inf upstream as numpy does
     cdef floating zero = 0
-    return dy * <floating>(y > zero)
+    return dy if y > zero else dy * zero
 
 cdef inline floating _relu(floating x) noexcept nogil:
     # like np.maximum(x, 0): NaN propagates
@@ -246,12 +255,6 @@ cdef inline floating _put(floating r, floating o, floating beta) noexcept nogil:
     cdef floating zero = 0
     return r if beta == zero else r + beta * o
 
-cdef inline floating _binop(int op, floating a, floating b) noexcept nogil:
-    if op == 0:
-        return a + b
-    elif op == 1:
-        return a - b
-    return a * b
 
 
 # ==================================================================================
@@ -423,32 +426,63 @@ cdef void row_sums(Py_ssize_t n, Py_ssize_t m,
         out[i] = _put(<floating>sum_all(m, X + i * m), out[i], beta)
 
 
+cdef inline void _binop_vv(int op, Py_ssize_t m, const floating* x, const floating* y,
+                           floating* out) noexcept nogil:
+    cdef Py_ssize_t j
+    if op == 0:
+        for j in range(m):
+            out[j] = x[j] + y[j]
+    elif op == 1:
+        for j in range(m):
+            out[j] = x[j] - y[j]
+    else:
+        for j in range(m):
+            out[j] = x[j] * y[j]
+
+
+cdef inline void _binop_vs(int op, Py_ssize_t m, const floating* x, floating s,
+                           floating* out) noexcept nogil:
+    cdef Py_ssize_t j
+    if op == 0:
+        for j in range(m):
+            out[j] = x[j] + s
+    elif op == 1:
+        for j in range(m):
+            out[j] = x[j] - s
+    else:
+        for j in range(m):
+            out[j] = x[j] * s
+
+
+cdef inline void _binop_sv(int op, Py_ssize_t m, floating s, const floating* y,
+                           floating* out) noexcept nogil:
+    cdef Py_ssize_t j
+    if op == 0:
+        for j in range(m):
+            out[j] = s + y[j]
+    elif op == 1:
+        for j in range(m):
+            out[j] = s - y[j]
+    else:
+        for j in range(m):
+            out[j] = s * y[j]
+
+
 cdef void binop_rows(int op, Py_ssize_t n, Py_ssize_t m,
                      const floating* x, Py_ssize_t xr, bint xv,  # IN  row stride, vector?
                      const floating* y, Py_ssize_t yr, bint yv,  # IN
                      floating* out,                              # OUT (n, m)
                      ) noexcept nogil:
-    """out[i, j] = x[i*xr + j*xv] (op) y[i*yr + j*yv]: same shape, row bias, scalar."""
-    cdef Py_ssize_t i, j
-    cdef const floating* xp
-    cdef const floating* yp
-    cdef floating* op_
-    cdef floating s
+    """out[i, j] = x[i*xr + j*xv] (op) y[i*yr + j*yv]: same shape, row bias, scalar.
+    (op: 0 add, 1 sub, 2 mul; one loop per op so that each vectorises.)"""
+    cdef Py_ssize_t i
     for i in range(n):
-        xp = x + i * xr
-        yp = y + i * yr
-        op_ = out + i * m
         if xv and yv:
-            for j in range(m):
-                op_[j] = _binop(op, xp[j], yp[j])
+            _binop_vv(op, m, x + i * xr, y + i * yr, out + i * m)
         elif xv:
-            s = yp[0]
-            for j in range(m):
-                op_[j] = _binop(op, xp[j], s)
+            _binop_vs(op, m, x + i * xr, y[i * yr], out + i * m)
         else:
-            s = xp[0]
-            for j in range(m):
-                op_[j] = _binop(op, s, yp[j])
+            _binop_sv(op, m, x[i * xr], y + i * yr, out + i * m)
 
 
 cdef void scale_loop(Py_ssize_t n, floating alpha,
@@ -545,24 +579,31 @@ cdef void act_forward_par(int act, Py_ssize_t n, const floating* x,
 
 cdef void bias_act_rows(int act, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t m,
                         const floating* X,   # IN  (n, m)
-                        const floating* b,   # IN  (m,) or NULL
+                        const floating* b,   # IN  (m,)
                         floating* Y,         # OUT (n, m) = f(X + b)
                         ) noexcept nogil:
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, start
     cdef const floating* xr
     cdef floating* yr
+    if act == ACT_RELU:
+        for i in range(lo, hi):
+            xr = X + i * m
+            yr = Y + i * m
+            for j in range(m):
+                yr[j] = _relu(xr[j] + b[j])
+        return
+    # Add the bias to a block of rows (~16 KB, still in L1/L2), then run the vector
+    # tanh/sigmoid once over the whole block: per-row calls would pay a scalar libm
+    # epilogue (~9 ns per element) at the end of every row.
+    start = lo
     for i in range(lo, hi):
         xr = X + i * m
         yr = Y + i * m
-        if b == NULL:
-            act_forward(act, m, xr, yr)
-        elif act == ACT_RELU:
-            for j in range(m):
-                yr[j] = _relu(xr[j] + b[j])
-        else:
-            for j in range(m):
-                yr[j] = xr[j] + b[j]
-            act_inplace(act, m, yr)  # row still in L1
+        for j in range(m):
+            yr[j] = xr[j] + b[j]
+        if (i + 1 - start) * m >= 4096 or i + 1 == hi:
+            act_inplace(act, (i + 1 - start) * m, Y + start * m)
+            start = i + 1
 
 
 cdef void bias_act_par(int act, Py_ssize_t n, Py_ssize_t m, const floating* X,
@@ -772,35 +813,45 @@ cdef void adam_par(Py_ssize_t n, floating* W, const floating* g, floating* m, fl
                       b1, omb1, b2, omb2, lr_t, eps_t)
 
 
-cdef double softmax_xent_rows(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t C,
+cdef double softmax_xent_rows(Py_ssize_t n, Py_ssize_t C,
                               const floating* Z,     # IN  (n, C) logits
                               const index_t* y,      # IN  (n,) validated class ids
                               floating* P,           # OUT (n, C) softmax
                               ) noexcept nogil:
-    """Sum over rows lo..hi of -log softmax(Z)[y] (stable log-sum-exp); fills P."""
+    """Sum over rows of -log softmax(Z)[y] (stable log-sum-exp); fills P. Three passes:
+    shift each row by its max, one vectorised exp over all of P, normalise. Returns NaN
+    if out of memory (impossible for the scratch of n doubles in practice)."""
     cdef Py_ssize_t i, j
     cdef const floating* z
     cdef floating* p
-    cdef floating mx, s, lse
+    cdef floating mx, s
     cdef double total = 0
-    for i in range(lo, hi):
+    cdef double* target = <double*>malloc((n if n > 0 else 1) * sizeof(double))
+    if target == NULL:
+        return 0.0 / 0.0
+    for i in range(n):
         z = Z + i * C
         p = P + i * C
         mx = z[0]
         for j in range(1, C):
             if z[j] > mx or z[j] != z[j]:
                 mx = z[j]
+        for j in range(C):
+            p[j] = z[j] - mx
+        target[i] = p[y[i]]
+    if floating is float:
+        fastbp_vexp_f(P, P, n * C)
+    else:
+        fastbp_vexp_d(P, P, n * C)
+    for i in range(n):
+        p = P + i * C
         s = 0
         for j in range(C):
-            p[j] = _exp(z[j] - mx)
             s = s + p[j]
         for j in range(C):
             p[j] = p[j] / s
-        if floating is float:
-            lse = <float>log(s)
-        else:
-            lse = log(s)
-        total += lse - (z[y[i]] - mx)
+        total += log(<double>s) - target[i]
+    free(target)
     return total
 
 
@@ -2132,14 +2183,14 @@ def softmax_cross_entropy(cnp.ndarray Z not None, y):
     with nogil:
         if t == cnp.NPY_FLOAT:
             if i32:
-                total = softmax_xent_rows(0, n, C, <float*>pz, <cnp.int32_t*>py, <float*>pp)
+                total = softmax_xent_rows(n, C, <float*>pz, <cnp.int32_t*>py, <float*>pp)
             else:
-                total = softmax_xent_rows(0, n, C, <float*>pz, <cnp.int64_t*>py, <float*>pp)
+                total = softmax_xent_rows(n, C, <float*>pz, <cnp.int64_t*>py, <float*>pp)
         else:
             if i32:
-                total = softmax_xent_rows(0, n, C, <double*>pz, <cnp.int32_t*>py, <double*>pp)
+                total = softmax_xent_rows(n, C, <double*>pz, <cnp.int32_t*>py, <double*>pp)
             else:
-                total = softmax_xent_rows(0, n, C, <double*>pz, <cnp.int64_t*>py, <double*>pp)
+                total = softmax_xent_rows(n, C, <double*>pz, <cnp.int64_t*>py, <double*>pp)
     return _zero_d(total / (n if n > 1 else 1), t), P
 
 
