@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_ONES = {dt.char: np.ones((), dt) for dt in _FLOAT_DTYPES}  # seeds of loss.backward()
+for _one in _ONES.values():
+    _one.flags.writeable = False
 
 
 def _state():
@@ -66,23 +69,24 @@ def _freed(_g):  # sentinel stored in place of a backward closure once it has ru
 
 
 def _as_float_array(data, what="tensor data"):
-    """Convert user data to a C-contiguous float32/float64 array, never changing the
-    precision of a float array and never guessing for an integer array."""
+    """Convert user data to an aligned, native-byte-order, C-contiguous float32/float64
+    array, never changing the precision of a float array and never guessing for an integer
+    array. A suitable array is used as it is (no copy)."""
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, np.ndarray):
-        if data.dtype not in _FLOAT_DTYPES:
-            raise TypeError(
-                f"{what} must be float32 or float64, got dtype {data.dtype} "
-                "(cast it explicitly, e.g. array.astype(np.float32))"
-            )
-        return data if data.flags.c_contiguous else data.copy(order="C")
     arr = np.asarray(data)
-    if arr.dtype.kind in "biu":  # Python ints/bools/lists of them
-        arr = arr.astype(np.float64)
-    if arr.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{what} must be float32 or float64 numbers, got dtype {arr.dtype}")
-    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+    if arr.dtype.kind in "biu" and not isinstance(data, np.ndarray):
+        arr = arr.astype(np.float64)  # Python ints/bools/lists of them
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise TypeError(
+            f"{what} must be float32 or float64, got dtype {arr.dtype} "
+            "(cast it explicitly, e.g. array.astype(np.float32))"
+        )
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not (arr.flags.c_contiguous and arr.flags.aligned):
+        arr = np.array(arr, order="C", copy=True)
+    return arr
 
 
 class Tensor:
@@ -277,8 +281,8 @@ class Tensor:
                     f"backward() without a grad argument needs a one-element tensor, got "
                     f"shape {self.shape}; pass grad= of that shape"
                 )
-            grad = np.ones(self.data.shape, self.data.dtype)
-            shared = False
+            grad = _ONES[self.data.dtype.char].reshape(self.data.shape)
+            shared = True  # a cached constant: never written into
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
             if grad.shape != self.shape:

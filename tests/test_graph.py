@@ -205,3 +205,35 @@ def test_detect_anomaly_names_op(backend):
         with pytest.raises(fb.AnomalyError, match="'mul'.*gradient"):
             h.backward(np.array([np.inf, 1.0]))
     fb.tanh(a * np.inf)  # outside the context nothing is checked
+
+
+@pytest.mark.parametrize("op", ["tanh", "mul", "matmul", "linear", "sum"])
+def test_backward_from_one_element_non_scalar(backend, op):
+    a = fb.Parameter(np.full((1, 1), 0.5))
+    fns = {
+        "tanh": lambda t: fb.tanh(t),
+        "mul": lambda t: t * 2.0,
+        "matmul": lambda t: t @ np.full((1, 1), 3.0),
+        "linear": lambda t: fb.linear(t, fb.Tensor(np.full((1, 1), 3.0))),
+        "sum": lambda t: t.sum(axis=0),
+    }
+    expected = {"tanh": 1 - np.tanh(0.5) ** 2, "mul": 2.0, "matmul": 3.0, "linear": 3.0, "sum": 1.0}
+    fns[op](a).backward()
+    np.testing.assert_allclose(a.grad, [[expected[op]]])
+
+
+@pytest.mark.parametrize("kind", ["byteswapped", "misaligned", "strided"])
+def test_unusual_layouts_are_normalised(backend, kind):
+    base = np.arange(1.0, 7.0)
+    if kind == "byteswapped":
+        arr = base.astype(">f8")
+    elif kind == "misaligned":
+        raw = np.zeros(base.nbytes + 1, np.uint8)[1:]
+        arr = raw.view(np.float64)
+        arr[:] = base
+    else:
+        arr = np.repeat(base, 2)[::2]
+    t = fb.Parameter(arr)
+    assert t.dtype == np.float64 and t.data.flags.c_contiguous and t.data.flags.aligned
+    (fb.tanh(t) * t).sum().backward()
+    np.testing.assert_allclose(t.grad, np.tanh(base) + base * (1 - np.tanh(base) ** 2))
