@@ -945,7 +945,8 @@ cdef cnp.ndarray _contig(cnp.ndarray a):
     """A C-contiguous, aligned, native-byte-order version of an input (copy if needed)."""
     if _good(a):
         return a
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    # np.array, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,)
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
 
 
 cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
@@ -1004,6 +1005,17 @@ cdef int _no_overlap(cnp.ndarray out, cnp.ndarray a, str name) except -1:
     return 0
 
 
+cdef int _same_or_apart(cnp.ndarray out, cnp.ndarray a, str outname, str name) except -1:
+    """Elementwise kernels may write in place (``out`` *is* the input's buffer) but not
+    into a buffer that partly overlaps an input (the result would depend on the order of
+    the loop)."""
+    if _overlap(out, a) and not (cnp.PyArray_DATA(out) == cnp.PyArray_DATA(a)
+                                 and _same_shape(out, a)):
+        raise ValueError(f"{outname} partly overlaps {name}; use the same array or a "
+                         "separate buffer")
+    return 0
+
+
 cdef int _check_beta(double beta) except -1:
     if beta != 0.0 and beta != 1.0:
         raise ValueError(f"beta must be 0.0 or 1.0, got {beta!r}")
@@ -1029,12 +1041,12 @@ cdef cnp.ndarray _index_array(object ids, str what):
     if kind not in "iu":
         raise TypeError(f"{what} must be an integer array, got dtype {a.dtype}")
     if t == cnp.NPY_INT64 or t == cnp.NPY_INT32:
-        return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+        return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
     if a.dtype.itemsize == 8 and kind == "u" and a.size:
         big = a.max()
         if big > np.iinfo(np.int64).max:
             raise IndexError(f"id {big} is out of range")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.array(a, dtype=np.int64, order="C")
 
 
 cdef Py_ssize_t _bad_id(cnp.ndarray ids, Py_ssize_t V) noexcept:
@@ -1322,6 +1334,7 @@ def scale(cnp.ndarray X not None, double alpha, cnp.ndarray out=None, double bet
     else:
         _check_beta(beta)
     out = _out_like(out, t, cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), "result")
+    _same_or_apart(out, X, "out", "X")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(X)
     cdef void* px = cnp.PyArray_DATA(X)
     cdef void* po = cnp.PyArray_DATA(out)
@@ -1512,11 +1525,19 @@ def reduce_sum(cnp.ndarray X not None, axis=None, bint keepdims=False):
     if axis is None:
         mode = 0
     else:
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
         try:
-            norm = sorted(set([int(a) + nd if int(a) < 0 else int(a) for a in axes]))
+            axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+            norm = [int(a) + nd if int(a) < 0 else int(a) for a in axes]
         except (TypeError, ValueError):
             raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
+        for a in norm:
+            if not 0 <= a < nd:
+                raise np.exceptions.AxisError(
+                    f"axis {a - nd if a < 0 else a} is out of bounds for an array of "
+                    f"dimension {nd}")
+        if len(set(norm)) != len(norm):
+            raise ValueError(f"duplicate value in axis {axis!r}")
+        norm = sorted(norm)
         if len(norm) == nd and norm == list(range(nd)):
             mode = 0
         elif nd == 2 and norm == [0]:
@@ -1609,6 +1630,7 @@ def unbroadcast(cnp.ndarray dY not None, shape, cnp.ndarray out=None, double bet
     else:
         _check_beta(beta)
     out = _out_like(out, t, nd, dims, "reduced gradient")
+    _same_or_apart(out, dY, "out", "dY")
     cdef void* pg = cnp.PyArray_DATA(dY)
     cdef void* po = cnp.PyArray_DATA(out)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(dY)
@@ -1688,6 +1710,8 @@ cdef object _elementwise_backward(int act, cnp.ndarray dY, cnp.ndarray Y, cnp.nd
     else:
         _check_beta(beta)
     out = _out_like(out, t, cnp.PyArray_NDIM(dY), cnp.PyArray_DIMS(dY), "gradient")
+    _same_or_apart(out, dY, "out", "dY")
+    _same_or_apart(out, Y, "out", yname)
     cdef void* pg = cnp.PyArray_DATA(dY)
     cdef void* py = cnp.PyArray_DATA(Y)
     cdef void* po = cnp.PyArray_DATA(out)
@@ -2062,6 +2086,8 @@ cdef int _scatter(cnp.ndarray out, object rows, cnp.ndarray values, double alpha
     cdef cnp.ndarray I = _index_array(rows, "rows")
     cdef Py_ssize_t n = _rows_values(out, I, values, name)
     values = _contig(values)
+    if _overlap(out, values):  # rows may repeat: read a snapshot of the values
+        values = values.copy()
     cdef int t = cnp.PyArray_TYPE(out)
     cdef Py_ssize_t d = _dim(out, 1)
     cdef void* pv = cnp.PyArray_DATA(values)
@@ -2217,6 +2243,7 @@ def backprop_softmax_cross_entropy(cnp.ndarray P not None, y, double dloss,
     else:
         _check_beta(beta)
     out = _out_like(out, t, 2, cnp.PyArray_DIMS(P), "gradient")
+    _same_or_apart(out, P, "out", "P")
     cdef double s = dloss / (n if n > 1 else 1)
     cdef void* pp = cnp.PyArray_DATA(P)
     cdef void* py = cnp.PyArray_DATA(Y)
@@ -2299,6 +2326,8 @@ def backprop_sigmoid_bce(cnp.ndarray Sig not None, cnp.ndarray T not None, doubl
     else:
         _check_beta(beta)
     out = _out_like(out, t, cnp.PyArray_NDIM(Sig), cnp.PyArray_DIMS(Sig), "gradient")
+    _same_or_apart(out, Sig, "out", "Sig")
+    _same_or_apart(out, T, "out", "T")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(Sig)
     cdef double s = dloss / (n if n > 1 else 1)
     cdef void* pg = cnp.PyArray_DATA(Sig)
@@ -2319,6 +2348,7 @@ cdef int _param_and_grad(cnp.ndarray W, cnp.ndarray dW, str wname, str gname) ex
     if not _same_shape(W, dW):
         raise ValueError(f"{gname} of shape {_shape(dW)} does not match {wname} of shape {_shape(W)}")
     _writable(W, wname)
+    _same_or_apart(W, dW, wname, gname)
     return t
 
 
@@ -2361,6 +2391,12 @@ def sgd_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None, d
     _scatter(W, rows, values, -lr, "W")
 
 
+cdef int _distinct_state(cnp.ndarray W, cnp.ndarray m, cnp.ndarray v) except -1:
+    if _overlap(W, m) or _overlap(W, v) or _overlap(m, v):
+        raise ValueError("Adam needs three separate buffers for W, m and v")
+    return 0
+
+
 cdef tuple _adam_consts(double lr, double beta1, double beta2, double eps, step):
     if step < 1:
         raise ValueError(f"Adam step counts from 1, got {step}")
@@ -2384,6 +2420,7 @@ def adam_update(cnp.ndarray W not None, cnp.ndarray dW not None, cnp.ndarray m n
     cdef int t = _param_and_grad(W, dW, "W", "dW")
     _param_and_grad(m, dW, "m", "dW")
     _param_and_grad(v, dW, "v", "dW")
+    _distinct_state(W, m, v)
     lr_t, eps_t = _adam_consts(lr, beta1, beta2, eps, step)
     dW = _contig(dW)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(W)
@@ -2424,6 +2461,7 @@ def adam_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None,
         if not _same_shape(arr, W):
             raise ValueError(f"{name} of shape {_shape(arr)} does not match W of shape {_shape(W)}")
         _writable(arr, name)
+    _distinct_state(W, m, v)
     lr_t, eps_t = _adam_consts(lr, beta1, beta2, eps, step)
     values = _contig(values)
     cdef Py_ssize_t d = _dim(W, 1)

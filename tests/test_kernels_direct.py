@@ -376,3 +376,41 @@ def test_stub_lists_the_public_api():
     assert public - declared == set()
     for name in public:
         assert getattr(K, name).__doc__, f"{name} has no docstring"
+
+
+def test_partial_overlap_is_rejected_in_place_is_allowed():
+    a = np.arange(6.0)
+    with pytest.raises(ValueError, match="out partly overlaps dY"):
+        K.backprop_relu(a[:-1], m(5), out=a[1:])
+    with pytest.raises(ValueError, match="W partly overlaps dW"):
+        K.sgd_update(a[1:], a[:-1], 0.1)
+    with pytest.raises(ValueError, match="out partly overlaps X"):
+        K.scale(a[:-1], 2.0, out=a[1:])
+    W = np.arange(4.0)
+    K.sgd_update(W, W, 0.5)  # exactly in place: fine
+    np.testing.assert_array_equal(W, np.arange(4.0) * 0.5)
+    S = m((3, 2))
+    with pytest.raises(ValueError, match="separate buffers"):
+        K.adam_update(S, m((3, 2)), S, m((3, 2)), 1e-3, 0.9, 0.999, 1e-8, 1)
+
+
+def test_scatter_values_viewing_the_table_are_snapshotted():
+    E = np.arange(12.0).reshape(4, 3)
+    ref = E.copy()
+    np.add.at(ref, np.array([1, 0]), E[:2].copy())
+    K.scatter_add_rows(E, np.array([1, 0]), E[:2])
+    np.testing.assert_array_equal(E, ref)
+
+
+@pytest.mark.parametrize("op", ["tanh", "sigmoid", "relu"])
+def test_zero_d_copied_input_keeps_its_shape(op):
+    swapped = np.array(0.5, dtype=">f8")
+    assert getattr(K, op)(swapped).shape == ()
+    assert K.scale(swapped, 2.0).shape == ()
+
+
+def test_reduce_sum_axis_errors_like_numpy():
+    with pytest.raises(ValueError, match="duplicate value in axis"):
+        K.reduce_sum(m((2, 3)), (0, 0))
+    with pytest.raises(np.exceptions.AxisError, match="axis 2 is out of bounds"):
+        K.reduce_sum(m((2, 3)), 2)

@@ -40,6 +40,11 @@ _Unsupported = _k.UnsupportedBroadcast
 _ref = NumpyOps
 
 
+def _native(a):
+    """The fallback's result in native byte order, like every kernel's result."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 class CythonOps(NumpyOps):
     """Typed Cython kernels for every fastbp op (BLAS via ``scipy.linalg.cython_blas``).
 
@@ -65,7 +70,7 @@ class CythonOps(NumpyOps):
         try:
             return _k.add(X, Y)
         except _Unsupported:
-            return _ref.add(self, X, Y)
+            return _native(_ref.add(self, X, Y))
 
     def sub(self, X, Y):
         """``X - Y``: compiled for same shapes, row bias and scalar operands, numpy
@@ -73,7 +78,7 @@ class CythonOps(NumpyOps):
         try:
             return _k.sub(X, Y)
         except _Unsupported:
-            return _ref.sub(self, X, Y)
+            return _native(_ref.sub(self, X, Y))
 
     def mul(self, X, Y):
         """``X * Y``: compiled for same shapes, row bias and scalar operands, numpy
@@ -81,7 +86,7 @@ class CythonOps(NumpyOps):
         try:
             return _k.mul(X, Y)
         except _Unsupported:
-            return _ref.mul(self, X, Y)
+            return _native(_ref.mul(self, X, Y))
 
     add_bias = staticmethod(_k.add_bias)
 
@@ -91,14 +96,15 @@ class CythonOps(NumpyOps):
         try:
             return _k.reduce_sum(X, axis, keepdims)
         except _Unsupported:
-            return _ref.reduce_sum(self, X, axis, keepdims)
+            return _native(_ref.reduce_sum(self, X, axis, keepdims))
 
     def unbroadcast(self, dY, shape, out=None, beta=0.0):
         """Sum ``dY`` down to ``shape`` (compiled for the common patterns)."""
         try:
             return _k.unbroadcast(dY, shape, out, beta)
         except _Unsupported:
-            return _ref.unbroadcast(self, dY, shape, out, beta)
+            r = _ref.unbroadcast(self, dY, shape, out, beta)
+            return r if out is not None else _native(r)
 
     backprop_bias = staticmethod(_k.backprop_bias)
     backprop_mul = staticmethod(_k.backprop_mul)
