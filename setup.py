@@ -13,7 +13,9 @@ from setuptools import Extension, setup
 
 debug_checks = os.environ.get("FASTBP_BOUNDSCHECK", "0") not in ("", "0")
 
-compile_args = ["-O3"]
+# -fno-trapping-math: lets GCC vectorise loops with comparisons (relu, masks); it changes
+# no result (NaN/Inf propagate as before), only which FP exception flags may be raised.
+compile_args = ["-O3", "-fno-trapping-math"]
 link_args = []
 if sys.platform.startswith("linux"):
     compile_args += ["-fopenmp"]
