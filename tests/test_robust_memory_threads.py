@@ -256,14 +256,14 @@ def _python_progress(seconds, worker=None):
 # One call of each lasts ~10-60 ms here (one thread).
 BIG = {
     "gemm": lambda r: (lambda k, A=r.standard_normal((900, 900)): k.gemm(A, A)),
-    "tanh": lambda r: (lambda k, X=r.standard_normal(4_000_000): k.tanh(X)),
-    "sigmoid": lambda r: (lambda k, X=r.standard_normal(4_000_000): k.sigmoid(X)),
+    "tanh": lambda r: (lambda k, X=r.standard_normal(8_000_000): k.tanh(X)),
+    "sigmoid": lambda r: (lambda k, X=r.standard_normal(8_000_000): k.sigmoid(X)),
     "bias_act": lambda r: (lambda k, X=r.standard_normal((4000, 1000)),
                            b=r.standard_normal(1000): k.bias_act(X, b, "tanh")),
     "softmax_cross_entropy": lambda r: (lambda k, Z=r.standard_normal((300_000, 9)),
                                         y=r.integers(0, 9, 300_000): k.softmax_cross_entropy(Z, y)),
     "embedding": lambda r: (lambda k, E=r.standard_normal((1000, 300)),
-                            ids=r.integers(0, 1000, (20_000, 5)): k.embedding(E, ids)),
+                            ids=r.integers(0, 1000, (4_000, 5)): k.embedding(E, ids)),
     "scatter_add_rows": lambda r: (lambda k, E=np.zeros((1000, 300)), ids=r.integers(0, 1000, 60_000),
                                    v=r.standard_normal((60_000, 300)): k.scatter_add_rows(E, ids, v)),
     "adam_update": lambda r: (lambda k, W=r.standard_normal(3_000_000), g=r.standard_normal(3_000_000),
@@ -283,9 +283,12 @@ def test_kernels_release_the_gil(kernel, restore_threads):
 
     fb.set_num_threads(1)  # the kernel on one core, this thread on the other
     call = BIG[kernel](np.random.default_rng(0))
-    t0 = time.perf_counter()
-    call(k)
-    one = time.perf_counter() - t0
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        call(k)
+        times.append(time.perf_counter() - t0)
+    one = sorted(times)[1]
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
     try:
@@ -295,7 +298,7 @@ def test_kernels_release_the_gil(kernel, restore_threads):
         sys.setswitchinterval(old)
     ratio = busy / base
     MEASURED[f"gil/{kernel}"] = {"call_seconds": one, "python_progress_ratio": ratio}
-    assert one > 0.005, "the kernel call is too short to tell"
+    assert one > 0.004, "the kernel call is too short to tell"
     assert ratio > 0.25, f"{kernel}: Python ran at {ratio:.0%} of its speed during the kernel"
 
 
