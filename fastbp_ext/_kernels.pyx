@@ -1,7 +1,6 @@
-# cython: language_level=3
-# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-# (setup.py sets boundscheck/wraparound/initializedcheck from FASTBP_BOUNDSCHECK; the
-# compiler directives passed there take precedence over the defaults above.)
+# cython: language_level=3, cdivision=True
+# boundscheck / wraparound / initializedcheck come from setup.py (off, or on with
+# FASTBP_BOUNDSCHECK=1); a file-level directive here would override them.
 """Typed kernels of fastbp: BLAS through :mod:`scipy.linalg.cython_blas`, fused loops.
 
 Three layers, as in scikit-learn's ``_loss`` module:
