@@ -189,12 +189,13 @@ class NumpyOps:
 
     # ------------------------------------------------------------------ embedding
     def embedding(self, E, ids):
-        """Gather and concatenate window rows: ``(B, w)`` ids -> ``(B, w * d)``.
+        """Gather and concatenate window rows: ``(B, w)`` ids -> ``(B, w * d)`` (1-D ids
+        ``(n,)`` -> ``(n, d)``).
 
         Raises IndexError naming the first id outside ``[0, V)``."""
         _check_ids(ids, E.shape[0])
-        B = ids.shape[0]
-        return E[ids.reshape(-1)].reshape(B, -1)
+        w = ids.shape[1] if ids.ndim == 2 else 1
+        return E[ids.reshape(-1)].reshape(ids.shape[0], w * E.shape[1])
 
     def scatter_add_rows(self, out, rows, values, alpha=1.0):
         """``out[rows[i]] += alpha * values[i]`` with repeated rows summed (the adjoint of
