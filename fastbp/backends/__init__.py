@@ -26,15 +26,31 @@ def _load_cython():
     if "cython" not in _instances:
         try:
             from .cython_ops import CythonOps
-        except ImportError as exc:  # pragma: no cover - exercised only on broken installs
-            raise ImportError(
-                "fastbp's compiled kernels (fastbp_ext._kernels) are not built or cannot be "
-                "loaded. Install from source with `pip install .` (needs a C compiler), or, in "
-                "a source checkout, build them in place with "
-                "`python setup.py build_ext --inplace`. Original error: " + str(exc)
-            ) from exc
+        except ImportError as exc:
+            raise ImportError(_missing_kernels_message(exc)) from exc
         _instances["cython"] = CythonOps()
     return _instances["cython"]
+
+
+def _missing_kernels_message(exc):
+    import importlib.util
+    import os
+
+    msg = (
+        "fastbp's compiled kernels (fastbp_ext._kernels) are not built or cannot be loaded. "
+        "Install from source with `pip install .` (needs a C compiler), or, in a source "
+        "checkout, build them in place with `python setup.py build_ext --inplace`. "
+        "FASTBP_BACKEND=numpy runs the pure-numpy reference without them."
+    )
+    spec = importlib.util.find_spec("fastbp_ext")
+    if spec is not None and spec.origin and os.getcwd() == os.path.dirname(
+        os.path.dirname(spec.origin)
+    ):
+        msg += (
+            " Note: Python is importing fastbp from the source checkout in the current "
+            "directory, which shadows an installed copy; run from another directory."
+        )
+    return msg + f" (original error: {exc})"
 
 
 def _resolve(name):

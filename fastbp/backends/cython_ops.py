@@ -25,14 +25,7 @@ from __future__ import annotations
 
 from .numpy_ops import NumpyOps
 
-try:
-    from fastbp_ext import _kernels as _k
-except ImportError as exc:  # pragma: no cover - exercised only on broken installs
-    raise ImportError(
-        "fastbp's compiled kernels (fastbp_ext._kernels) are not built: run "
-        "`python setup.py build_ext --inplace` in a source checkout, or `pip install .`. "
-        "Original error: " + str(exc)
-    ) from exc
+from fastbp_ext import _kernels as _k  # fastbp.backends explains a failure here
 
 __all__ = ["CythonOps"]
 
