@@ -54,7 +54,9 @@ def _args(argv=None):
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every implementation (torch.set_num_threads, fastbp "
+                        "--threads); default: all cores")
     p.add_argument("--json", action="store_true", help="print one JSON line of results")
     p.add_argument("--compare", action="store_true",
                    help="also time fastbp (cython and numpy backends), alternating")
@@ -176,7 +178,8 @@ def _fastbp_cmd(a, backend, out_dir):
             "--window", str(a.window), "--hidden", str(a.hidden), "--activation", "relu",
             "--dropout", str(a.dropout), "--epochs", str(a.epochs), "--batch-size",
             str(a.batch_size), "--optimizer", "adam", "--lr", str(a.lr), "--seed", str(a.seed),
-            "--backend", backend, "--quiet", "--out", str(out_dir)]
+            "--backend", backend, "--quiet", "--out", str(out_dir)] + (
+                ["--threads", str(a.threads)] if a.threads else [])
 
 
 def _run_fastbp(a, backend):
@@ -239,7 +242,8 @@ def compare(a):
               f"{f['dev_precision']:.3f} / {f['dev_recall']:.3f} / {f['dev_f1']:.4f} | "
               f"{f['dev_token_f1']:.4f} |")
     print()
-    print("wall time = the 10 training epochs including the per-epoch dev evaluation "
+    print(f"threads: {a.threads or 'all cores'}; "
+          "wall time = the 10 training epochs including the per-epoch dev evaluation "
           "(data loading and featurisation excluded); each run in its own process")
 
 
