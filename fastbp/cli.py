@@ -611,7 +611,7 @@ def build_parser():
                                    "corpus and print dev entity F1 and throughput.")
     p.add_argument("--out", metavar="DIR", default=None, help="also save the model here")
     _add_training(p, defaults=dict(window=2, hidden=100, activation="relu", dropout=0.2,
-                                   epochs=4, batch_size=256, lr=3e-3))
+                                   epochs=3, batch_size=512, lr=5e-3))
     p.set_defaults(func=cmd_demo, vectors=None, binary=None)
 
     p = sub.add_parser("gradcheck", help="check the model's gradients numerically",
