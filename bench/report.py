@@ -67,6 +67,63 @@ def torch_available():
     return importlib.util.find_spec("torch") is not None
 
 
+# ---------------------------------------------------------------------- machine noise
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _machine_busy():
+    """Jiffies all CPUs spent busy (including steal: time the hypervisor gave to other
+    machines), or None where /proc/stat does not exist."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    return sum(v) - v[3] - v[4]  # minus idle and iowait
+
+
+def _proc_cpu(pid):
+    """Jiffies (user + system, all threads) used by process ``pid``."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class ForeignLoad:
+    """CPU time used on the machine by anything but the given processes, in cores, over
+    the span between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, pids):
+        self.pids = sorted(set(pids))
+
+    def start(self):
+        self.t0 = time.perf_counter()
+        self.busy0 = _machine_busy()
+        self.own0 = sum(_proc_cpu(p) for p in self.pids)
+
+    def stop(self):
+        if self.busy0 is None:
+            return 0.0
+        busy = _machine_busy() - self.busy0
+        own = sum(_proc_cpu(p) for p in self.pids) - self.own0
+        return max(busy - own, 0) / _HZ / max(time.perf_counter() - self.t0, 1e-9)
+
+
+def wait_quiet(max_foreign, timeout, probe=0.5):
+    """Wait (up to ``timeout`` s) until other processes use < ``max_foreign`` cores."""
+    fl = ForeignLoad([os.getpid()])
+    deadline = time.perf_counter() + timeout
+    while True:
+        fl.start()
+        time.sleep(probe)
+        load = fl.stop()
+        if load < max_foreign or time.perf_counter() > deadline:
+            return load
+
+
 # ---------------------------------------------------------------------- the worker side
 def _make(impl, config, B, dtype, threads, seed=0):
     import numpy as np
@@ -136,6 +193,7 @@ class ProcRunner:
              dtype, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1,
         )
+        self.pid = self.proc.pid
 
     def wait_ready(self):
         line = self.proc.stdout.readline()
@@ -173,6 +231,7 @@ class LocalRunner:
 
     def __init__(self, impl, config, B, dtype, threads, env=None):
         self.impl = impl
+        self.pid = os.getpid()
         self.step = _make(impl, config, B, dtype, threads)
 
     def wait_ready(self):
@@ -202,14 +261,27 @@ def measure_cell(impls, config, B, args, env):
             time.sleep(args.pause)
             steps[r.impl] = max(1, round(args.seconds / r.calibrate()))
         rates = {r.impl: [] for r in runners}
+        fl = ForeignLoad([os.getpid()] + [r.pid for r in runners])
+        noise = {"discarded": 0, "accepted_noisy": 0, "foreign": []}
         order = list(runners)
         for _ in range(args.repeats):
             for r in order:
-                time.sleep(args.pause)
                 n = steps[r.impl]
-                rates[r.impl].append(B * n / r.time(n))
+                for attempt in range(args.max_retries + 1):
+                    time.sleep(args.pause if attempt == 0 else args.retry_pause)
+                    fl.start()
+                    t = r.time(n)
+                    load = fl.stop()
+                    if load <= args.max_foreign:
+                        break
+                    if attempt == args.max_retries:
+                        noise["accepted_noisy"] += 1
+                    else:
+                        noise["discarded"] += 1
+                noise["foreign"].append(round(load, 3))
+                rates[r.impl].append(B * n / t)
             order.reverse()
-        return rates, steps
+        return rates, steps, noise
     finally:
         for r in runners:
             r.close()
@@ -242,7 +314,9 @@ def markdown(results, impls):
 
     for res in results:
         med = {k: statistics.median(v) for k, v in res["rates"].items()}
-        row = [res["config"], str(res["B"])] + [_fmt(med.get(k)) for k, _ in cols]
+        noisy = res.get("noise", {}).get("accepted_noisy", 0)
+        row = [res["config"], str(res["B"]) + (" (noisy)" if noisy else "")]
+        row += [_fmt(med.get(k)) for k, _ in cols]
         row.append(ratio(med.get("fastbp-cython"), med.get("pure-numpy")))
         if has_torch:
             row += [_fmt(med.get("torch")), ratio(med.get("fastbp-cython"), med.get("torch"))]
@@ -262,6 +336,13 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=0.25, help="duration of one timing")
     p.add_argument("--pause", type=float, default=0.15,
                    help="seconds between timings (idle BLAS threads spin down)")
+    p.add_argument("--max-foreign", type=float, default=0.2,
+                   help="redo a timing when other processes used more than this many cores "
+                   "during it (read from /proc; 2 or more disables the check)")
+    p.add_argument("--max-retries", type=int, default=8)
+    p.add_argument("--retry-pause", type=float, default=1.0)
+    p.add_argument("--wait-quiet", type=float, default=120.0,
+                   help="before each cell, wait up to this many seconds for a quiet machine")
     p.add_argument("--openblas-timeout", default=None,
                    help="OPENBLAS_THREAD_TIMEOUT for the workers (4..30; default: unset)")
     p.add_argument("--same-process", action="store_true",
@@ -296,10 +377,15 @@ def main(argv=None):
     t_start = time.perf_counter()
     for config in args.configs:
         for B in args.batch_sizes:
-            rates, steps = measure_cell(impls, config, B, args, env)
-            results.append({"config": config, "B": B, "rates": rates, "steps": steps})
+            if args.max_foreign < 2:
+                wait_quiet(args.max_foreign, args.wait_quiet)
+            rates, steps, noise = measure_cell(impls, config, B, args, env)
+            results.append({"config": config, "B": B, "rates": rates, "steps": steps,
+                            "noise": noise})
             med = ", ".join(f"{k} {_fmt(statistics.median(v))}" for k, v in rates.items())
-            print(f"  {config} B={B}: {med}", file=sys.stderr, flush=True)
+            print(f"  {config} B={B}: {med} (timings discarded for foreign load: "
+                  f"{noise['discarded']}, kept although noisy: {noise['accepted_noisy']})",
+                  file=sys.stderr, flush=True)
     mode = "same process" if args.same_process else "one process per implementation"
     print(markdown(results, impls))
     print()

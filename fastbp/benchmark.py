@@ -39,6 +39,8 @@ __all__ = [
     "measure",
     "speed_table",
     "format_speed_table",
+    "profile_step",
+    "format_profile",
 ]
 
 CONFIGS = {
@@ -470,4 +472,111 @@ def format_speed_table(rows):
     lines.append("")
     lines.append(f"windows per second ({dtype}; one step = forward + backward + SGD update; "
                  "median of alternating timings in the same run)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- profile
+class _RecordingOps:
+    """Wraps a backend's ops object and records every method call (name, arguments)."""
+
+    def __init__(self, ops):
+        self._ops = ops
+        self.name = ops.name
+        self.calls = []
+
+    def __getattr__(self, attr):
+        fn = getattr(self._ops, attr)
+        if not callable(fn):
+            return fn
+        calls = self.calls
+
+        def record(*args, **kwargs):
+            calls.append((attr, fn, args, kwargs))
+            return fn(*args, **kwargs)
+
+        return record
+
+
+def _median_call_us(fn, args, kwargs, target=0.02):
+    fn(*args, **kwargs)
+    t0 = time.perf_counter()
+    fn(*args, **kwargs)
+    once = max(time.perf_counter() - t0, 1e-7)
+    n = max(1, int(target / once))
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(*args, **kwargs)
+        runs.append((time.perf_counter() - t0) / n)
+    return statistics.median(runs) * 1e6
+
+
+def profile_step(backend="cython", config="lecture", B=1, steps=2000, dtype=np.float32,
+                 seed=0, threads=None):
+    """Where the time of one fastbp training step goes: backend op calls vs the graph
+    layer.
+
+    1. Times ``steps`` plain steps of :class:`FastbpStep` (``step_us``, median of 5
+       timings) and of :class:`NumpyStep` on the same batches (``numpy_step_us``).
+    2. Records every backend op call of one step (name and arguments), then replays each
+       call alone, many times, with the same arguments: its time is the whole
+       ``ops.<name>(...)`` call (argument checks, allocation, the loop / BLAS call), warm
+       in cache. Their sum is ``kernel_us``.
+    3. ``graph_us = step_us - kernel_us``: the graph layer (tensor wrapping, closures,
+       topological sort, gradient plumbing, the optimiser loop, Python glue).
+
+    Returns a dict with those numbers and ``kernels``: ``[(name, shapes, us per call)]``
+    in call order.
+    """
+    import fastbp as fb
+
+    prev_threads = None
+    if threads is not None:
+        prev_threads = fb.get_num_threads()
+        fb.set_num_threads(int(threads))
+    try:
+        params = init_params(config, dtype, seed)
+        batches = make_batches(config, B, N_BATCHES, seed)
+        step = FastbpStep(backend).setup(config, B, dtype, params=params, batches=batches)
+        ref = NumpyStep().setup(config, B, dtype, params=params, batches=batches)
+
+        def med_us(impl, n):
+            impl.step()
+            return statistics.median(_time_steps(impl, n) / n for _ in range(5)) * 1e6
+
+        n = max(1, steps // 5)
+        step_us = med_us(step, n)
+        numpy_us = med_us(ref, n)
+        plain = step._ops
+        rec = _RecordingOps(plain)
+        step._ops = rec
+        step.step()
+        step._ops = plain
+        kernels = []
+        for name, fn, args, kwargs in rec.calls:
+            shapes = "x".join(
+                str(a.shape).replace(" ", "") for a in args if isinstance(a, np.ndarray)
+            )
+            kernels.append((name, shapes, _median_call_us(fn, args, kwargs)))
+        kernel_us = sum(k[2] for k in kernels)
+        return {
+            "backend": backend, "config": config, "B": B, "step_us": step_us,
+            "numpy_step_us": numpy_us, "kernels": kernels, "kernel_us": kernel_us,
+            "graph_us": step_us - kernel_us,
+        }
+    finally:
+        if prev_threads is not None:
+            fb.set_num_threads(prev_threads)
+
+
+def format_profile(prof):
+    """Text rendering of :func:`profile_step`."""
+    lines = [
+        f"fastbp-{prof['backend']} {prof['config']} B={prof['B']}: step {prof['step_us']:.1f} us "
+        f"(pure numpy {prof['numpy_step_us']:.1f} us); backend ops {prof['kernel_us']:.1f} us, "
+        f"graph layer / Python {prof['graph_us']:.1f} us",
+    ]
+    for name, shapes, us in prof["kernels"]:
+        lines.append(f"  {name:32s} {shapes:38s} {us:9.2f} us")
     return "\n".join(lines)
