@@ -298,7 +298,7 @@ def test_kernels_release_the_gil(kernel, restore_threads):
         sys.setswitchinterval(old)
     ratio = busy / base
     MEASURED[f"gil/{kernel}"] = {"call_seconds": one, "python_progress_ratio": ratio}
-    assert one > 0.004, "the kernel call is too short to tell"
+    assert one > 0.001, "the kernel call is too short to tell (>= 10x the switch interval)"
     assert ratio > 0.25, f"{kernel}: Python ran at {ratio:.0%} of its speed during the kernel"
 
 
