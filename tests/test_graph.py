@@ -237,3 +237,9 @@ def test_unusual_layouts_are_normalised(backend, kind):
     assert t.dtype == np.float64 and t.data.flags.c_contiguous and t.data.flags.aligned
     (fb.tanh(t) * t).sum().backward()
     np.testing.assert_allclose(t.grad, np.tanh(base) + base * (1 - np.tanh(base) ** 2))
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+def test_zero_d_activation_data_is_an_array(backend, act):
+    t = getattr(fb, act)(fb.Tensor(np.array(0.5, np.float32)))
+    assert isinstance(t.data, np.ndarray) and t.shape == () and t.dtype == np.float32

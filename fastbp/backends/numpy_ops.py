@@ -133,7 +133,7 @@ class NumpyOps:
 
     # ------------------------------------------------------------------ activations
     def tanh(self, X):
-        return np.tanh(X)
+        return np.asarray(np.tanh(X))
 
     def backprop_tanh(self, dY, Y, out=None, beta=0.0):
         """``dX = dY * (1 - Y**2)`` with ``Y = tanh(X)``."""
@@ -153,7 +153,7 @@ class NumpyOps:
         return _write(out, dY * Y * (1 - Y), beta)
 
     def relu(self, X):
-        return np.maximum(X, 0)
+        return np.asarray(np.maximum(X, X.dtype.type(0)))
 
     def backprop_relu(self, dY, Y, out=None, beta=0.0):
         """``dX = dY * [Y > 0]`` with ``Y = relu(X)``."""
