@@ -248,7 +248,8 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
          f"({featurizer.width} ids per window, casing {'on' if featurizer.casing else 'off'});"
          f" embedding table {model.n_rows:,} x {model.embed_dim}; "
          f"{model.n_params():,} parameters ({model.dtype.name}, backend {fb.get_backend()}, "
-         f"{fb.get_num_threads()} threads); data preparation {t_prep:.1f}s")
+         f"{fb.get_num_threads()} thread{'' if fb.get_num_threads() == 1 else 's'}); "
+         f"data preparation {t_prep:.1f}s")
 
     info = {
         "command": getattr(args, "command", None),
