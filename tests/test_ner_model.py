@@ -392,7 +392,7 @@ def _rewrite_weights(path, **changes):
     ("missing_array", "do not match the model's parameters"),
     ("extra_array", "do not match the model's parameters"),
     ("truncated", "weights.npz: cannot read"),
-    ("pickled_object", "weights.npz: cannot read"),
+    ("pickled_object", "weights.npz: array .W. has dtype object"),
     ("not_a_dir", "not a model directory"),
 ])
 def test_load_rejects_bad_model_dirs(corpus, tmp_path, case, pattern):

@@ -18,10 +18,13 @@ arrays against the config; every problem is a :class:`ModelFormatError` naming t
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import zipfile
@@ -116,6 +119,47 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a, b):
+    """Atomically swap two paths with Linux ``renameat2(RENAME_EXCHANGE)``. Returns False
+    when that is not available (other OS, old libc/kernel, file system without support)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _swap_in(tmp, path):
+    """Replace the directory ``path`` by ``tmp``. On Linux one atomic exchange: there is
+    no moment without a complete ``path``. Elsewhere two renames (``path`` -> a hidden
+    ``.NAME.old-*`` sibling, ``tmp`` -> ``path``), rolled back if the second fails."""
+    if _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous checkpoint
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    old.rmdir()
+    os.rename(path, old)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def save_model(path, model, featurizer, labels, training=None):
     """Write ``model`` (+ featurizer and label set) to the directory ``path`` atomically.
 
@@ -164,11 +208,7 @@ def save_model(path, model, featurizer, labels, training=None):
         _fsync_dir(tmp)
         with _defer_sigint():
             if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
-                old.rmdir()
-                os.rename(path, old)
-                os.rename(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
+                _swap_in(tmp, path)
             else:
                 os.rename(tmp, path)
             _fsync_dir(parent)
@@ -186,12 +226,25 @@ def _require(d, keys, where, fname):
         raise ModelFormatError(f"{fname}: {where} lacks required key(s) {', '.join(missing)}")
 
 
+def _show(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def read_config(path):
     """Read and validate ``DIR/config.json`` (returns the dict)."""
     path = Path(path)
     cfile = path / CONFIG
     if not path.exists():
-        raise ModelFormatError(f"{path}: model directory not found")
+        hint = ""
+        try:
+            olds = sorted(p.name for p in path.parent.glob(f".{path.name}.old-*"))
+        except OSError:
+            olds = []
+        if olds:
+            hint = (f" (a save interrupted by a crash left the previous checkpoint in "
+                    f"{path.parent / olds[-1]}: rename it to {path.name})")
+        raise ModelFormatError(f"{path}: model directory not found{hint}")
     if not path.is_dir():
         raise ModelFormatError(f"{path}: not a model directory (expected a directory with "
                                f"{WEIGHTS} and {CONFIG})")
@@ -202,17 +255,19 @@ def read_config(path):
             cfg = json.loads(fh.read().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{cfile}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{cfile}: not a valid config (JSON nested too deeply)") from None
     _require(cfg, ("format_version", "model", "featurizer", "labels"), "the config", cfile)
     version = cfg["format_version"]
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise ModelFormatError(
-            f"{cfile}: unsupported format_version {version!r} (this fastbp reads version "
-            f"{FORMAT_VERSION})"
+            f"{cfile}: unsupported format_version {_show(version)} (this fastbp reads "
+            f"version {FORMAT_VERSION})"
         )
     mcfg = cfg["model"]
     _require(mcfg, ("type",), '"model"', cfile)
-    if mcfg["type"] not in MODEL_TYPES:
-        raise ModelFormatError(f"{cfile}: unknown model type {mcfg['type']!r} "
+    if not isinstance(mcfg["type"], str) or mcfg["type"] not in MODEL_TYPES:
+        raise ModelFormatError(f"{cfile}: unknown model type {_show(mcfg['type'])} "
                                f"(expected one of {', '.join(MODEL_TYPES)})")
     _require(mcfg, _MODEL_KEYS[mcfg["type"]], '"model"', cfile)
     _require(cfg["featurizer"], ("window", "casing", "vocab"), '"featurizer"', cfile)
@@ -220,8 +275,92 @@ def read_config(path):
     return cfg
 
 
+def _int_field(mcfg, key, cfile, minimum=1):
+    v = mcfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ModelFormatError(f'{cfile}: "model" {key} must be an integer >= {minimum}, got '
+                               f"{_show(v)}")
+    return v
+
+
+def _expected_arrays(mcfg, cfile):
+    """Parameter name -> (shape, dtype) implied by the config, checked without allocating
+    anything."""
+    n_rows = _int_field(mcfg, "n_rows", cfile)
+    width = _int_field(mcfg, "width", cfile)
+    d = _int_field(mcfg, "embed_dim", cfile)
+    H = _int_field(mcfg, "hidden", cfile)
+    dtype = mcfg["dtype"]
+    if dtype not in ("float32", "float64"):
+        raise ModelFormatError(f'{cfile}: "model" dtype must be float32 or float64, got '
+                               f"{_show(dtype)}")
+    shapes = {"E": (n_rows, d), "W": (width * d, H), "b": (H,)}
+    if mcfg["type"] == "window":
+        C = _int_field(mcfg, "n_classes", cfile, 2)
+        shapes.update(U=(H, C), c=(C,))
+    else:
+        _int_field(mcfg, "positive", cfile, 0)
+        shapes["u"] = (H,)
+    dt = np.dtype(dtype)
+    return {n: (shape, dt) for n, shape in shapes.items()}
+
+
+def _read_npy_header(fh):
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(fh)
+    raise ValueError(f"unsupported .npy format version {version}")
+
+
+def _read_weights(wfile, expected):
+    """Check every array's name, shape and dtype from the .npy headers (nothing is
+    allocated for a damaged or hostile file), then load the arrays without pickle."""
+    try:
+        with zipfile.ZipFile(wfile) as z:
+            members = z.namelist()
+            names = {m[:-4] for m in members if m.endswith(".npy")}
+            if len(members) != len(set(members)) or len(names) != len(members) \
+                    or names != set(expected):
+                raise ModelFormatError(
+                    f"{wfile}: arrays {sorted(members)} do not match the model's parameters "
+                    f"{sorted(n + '.npy' for n in expected)}")
+            for n, (shape, dtype) in expected.items():
+                with z.open(n + ".npy") as fh:
+                    got_shape, _fortran, got_dtype = _read_npy_header(fh)
+                if got_dtype != dtype:
+                    raise ModelFormatError(
+                        f"{wfile}: array {n!r} has dtype {got_dtype}, config.json says {dtype}")
+                if tuple(got_shape) != shape:
+                    raise ModelFormatError(
+                        f"{wfile}: array {n!r} has shape {tuple(got_shape)}, config.json says "
+                        f"{shape}")
+        state = {}
+        with np.load(wfile, allow_pickle=False) as npz:
+            for n, (shape, dtype) in expected.items():
+                arr = npz[n]
+                if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                    raise ModelFormatError(f"{wfile}: array {n!r} is not a {dtype} array of "
+                                           f"shape {shape}")
+                if not np.isfinite(arr).all():
+                    raise ModelFormatError(f"{wfile}: array {n!r} holds NaN or Inf values")
+                state[n] = arr
+        return state
+    except ModelFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile/npy raise many types on bad input
+        msg = " ".join(str(exc).split())[:200]
+        raise ModelFormatError(f"{wfile}: cannot read the weights ({type(exc).__name__}: "
+                               f"{msg})") from None
+
+
 def load_model(path):
     """Load a model directory written by :func:`save_model`.
+
+    Nothing is executed (JSON config, pickle-free npz) and nothing large is allocated
+    before the arrays' names, shapes and dtypes (read from the .npy headers) have been
+    checked against the config.
 
     Returns
     -------
@@ -242,61 +381,36 @@ def load_model(path):
     mcfg = cfg["model"]
     try:
         featurizer = WindowFeaturizer.from_dict(cfg["featurizer"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFormatError(f"{cfile}: invalid featurizer description ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ModelFormatError(f"{cfile}: invalid featurizer description "
+                               f"({' '.join(str(exc).split())[:200]})") from None
     try:
         labels = LabelSet.from_dict(cfg["labels"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFormatError(f"{cfile}: invalid label set ({exc})") from None
-    try:
+        raise ModelFormatError(f"{cfile}: invalid label set "
+                               f"({' '.join(str(exc).split())[:200]})") from None
+    expected = _expected_arrays(mcfg, cfile)
+    if mcfg["n_rows"] != featurizer.n_rows or mcfg["width"] != featurizer.width:
+        raise ModelFormatError(
+            f"{cfile}: the model (n_rows={mcfg['n_rows']}, width={mcfg['width']}) does not "
+            f"match its featurizer (n_rows={featurizer.n_rows}, width={featurizer.width})"
+        )
+    if mcfg["type"] == "window" and mcfg["n_classes"] != len(labels):
+        raise ModelFormatError(
+            f"{cfile}: the model has {mcfg['n_classes']} classes but the label set has "
+            f"{len(labels)} labels"
+        )
+    if mcfg["type"] == "binary" and not mcfg["positive"] < len(labels):
+        raise ModelFormatError(f"{cfile}: positive class id {mcfg['positive']} is not a label")
+    if not wfile.is_file():
+        raise ModelFormatError(f"{wfile}: missing")
+    state = _read_weights(wfile, expected)
+    try:  # sizes are those of the arrays just read, so this allocation is bounded
         model = MODEL_TYPES[mcfg["type"]].from_config(mcfg)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{cfile}: invalid model hyper-parameters ({exc})") from None
-    if model.n_rows != featurizer.n_rows or model.width != featurizer.width:
-        raise ModelFormatError(
-            f"{cfile}: the model (n_rows={model.n_rows}, width={model.width}) does not "
-            f"match its featurizer (n_rows={featurizer.n_rows}, width={featurizer.width})"
-        )
-    if mcfg["type"] == "window" and model.n_classes != len(labels):
-        raise ModelFormatError(
-            f"{cfile}: the model has {model.n_classes} classes but the label set has "
-            f"{len(labels)} labels"
-        )
-    if mcfg["type"] == "binary" and not model.positive < len(labels):
-        raise ModelFormatError(f"{cfile}: positive class id {model.positive} is not a label")
-
-    if not wfile.is_file():
-        raise ModelFormatError(f"{wfile}: missing")
-    shapes = model.param_shapes()
-    try:
-        with np.load(wfile, allow_pickle=False) as npz:
-            names = set(npz.files)
-            expected = set(model.param_names)
-            if names != expected:
-                raise ModelFormatError(
-                    f"{wfile}: arrays {sorted(names)} do not match the model's parameters "
-                    f"{sorted(expected)}"
-                )
-            state = {}
-            for n in model.param_names:
-                arr = npz[n]
-                if arr.shape != shapes[n]:
-                    raise ModelFormatError(
-                        f"{wfile}: array {n!r} has shape {arr.shape}, config.json says "
-                        f"{shapes[n]}"
-                    )
-                if arr.dtype != model.dtype:
-                    raise ModelFormatError(
-                        f"{wfile}: array {n!r} has dtype {arr.dtype}, config.json says "
-                        f"{model.dtype}"
-                    )
-                if not np.isfinite(arr).all():
-                    raise ModelFormatError(f"{wfile}: array {n!r} holds NaN or Inf values")
-                state[n] = arr
-    except ModelFormatError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise ModelFormatError(f"{wfile}: cannot read the weights ({exc})") from None
     model.load_state_dict(state)
     training = cfg.get("training") or {}
+    if not isinstance(training, dict):
+        training = {}
     return LoadedModel(model, featurizer, labels, training, path)
