@@ -266,7 +266,7 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
                    seed=args.seed, out_dir=out_dir, featurizer=featurizer, save_info=info,
                    quiet=quiet)
     ev = None
-    if dev_data is not None:
+    if dev_data is not None and result.history:
         ev = evaluate(model, dev_data, labels)
     if out_dir is not None and result.history:
         info.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
