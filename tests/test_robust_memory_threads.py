@@ -380,9 +380,14 @@ def test_set_num_threads_validates_and_applies(restore_threads):
             fb.set_num_threads(bad)
     for n in (1, 2, 3):
         fb.set_num_threads(n)
-        assert fb.get_num_threads() == n and k.get_num_threads() == n
+        # BLAS gets n threads; fastbp's own elementwise loops stay on one by default
+        assert fb.get_num_threads() == n and k.get_num_threads() == 1
         blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(b == n for b in blas)
+        fb.set_num_threads(n, kernel_threads=2)
+        assert k.get_num_threads() == 2 and fb.threads.get_kernel_threads() == 2
+    with pytest.raises(ValueError, match="kernel_threads"):
+        fb.set_num_threads(2, kernel_threads=0)
 
 
 def _run_child(code, env_extra, timeout=120):
@@ -405,7 +410,7 @@ def test_env_variable_sets_the_thread_count():
     for n in ("1", "2"):
         out = _run_child(code, {"FASTBP_NUM_THREADS": n})
         assert out.returncode == 0, out.stderr
-        assert out.stdout.split() == [n, n, f"[{n}]"]
+        assert out.stdout.split() == [n, "1", f"[{n}]"]
     for bad in ("0", "-3", "two", "1.5"):
         out = _run_child(code, {"FASTBP_NUM_THREADS": bad})
         assert out.returncode != 0
