@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fastbp.ner.io
 from fastbp.ner.data import write_conll
 from fastbp.ner.io import ModelFormatError, load_model, save_model
 from fastbp.ner.model import WindowClassifier
@@ -81,7 +82,7 @@ def expect_format_error(category, path, *, names):
 
 
 def strict_load_error(path, names):
-    """For the xfail tests: any other exception propagates, so that ``raises=`` pins
+    """Any exception other than ModelFormatError propagates, so that a test pins
     the reason of the expected failure."""
     with pytest.raises(ModelFormatError, match=str(names).replace("\\", "\\\\")):
         load_model(path)
@@ -146,17 +147,12 @@ def test_raw_pickle_member_in_npz_runs_no_code(saved, tmp_path, member):
     marker = tmp_path / "PWNED"
     _npz_with_raw_member(path, member, marker)
     TALLY["no-code:pickle-member:tried"] += 1
-    with pytest.raises(Exception):  # noqa: B017 - which one: see the xfail below
+    with pytest.raises(Exception):  # noqa: B017 - which one: see the tests below
         load_model(path)
     assert not marker.exists()
     TALLY["no-code:pickle-member:no-code-run"] += 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp/ner/io.py load_model: for an npz member that is not an .npy file (e.g. raw "
-    "pickle bytes stored as E.npy) NpzFile returns the raw bytes, and `arr.shape` raises "
-    "AttributeError: 'bytes' object has no attribute 'shape' instead of ModelFormatError"),
-    raises=AttributeError)
 def test_raw_pickle_member_in_npz_gives_a_format_error(saved, tmp_path):
     path, _ = saved
     _npz_with_raw_member(path, "E.npy", tmp_path / "PWNED")
@@ -213,7 +209,7 @@ def test_corrupted_weight_bytes(saved, positions, values):
         TALLY["weights:corrupted:clear-error"] += 1
         return
     except (NotImplementedError, RuntimeError) as exc:
-        # KNOWN BUG (the strict xfail tests below): corrupted zip flag bits make zipfile
+        # formerly a bug (see the tests below): corrupted zip flag bits make zipfile
         # raise these, and load_model does not catch them. Remove this branch once fixed.
         assert isinstance(exc, NotImplementedError) or "encrypted" in str(exc), exc
         TALLY["weights:corrupted:KNOWN-BUG-escaped"] += 1
@@ -235,12 +231,6 @@ def _patch_central_directory(path, offset, value):
     w.write_bytes(bytes(data))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp/ner/io.py load_model catches OSError, ValueError, BadZipFile, EOFError and "
-    "KeyError only: a zip member flagged 'encrypted' (flag bit 0) makes zipfile raise "
-    "RuntimeError('... is encrypted, password required'); flag bits 5/6, an unknown "
-    "compression method or a too-new 'version needed' raise NotImplementedError; all "
-    "escape load_model"), raises=(NotImplementedError, RuntimeError))
 @pytest.mark.parametrize("offset, value", [(8, 1 << 0), (8, 1 << 5), (8, 1 << 6), (10, 99),
                                            (6, 0xFF)],
                          ids=["encrypted", "patched", "strong-encryption", "method-99",
@@ -378,7 +368,7 @@ JSON_VALUES = st.recursive(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_fuzzed_config_values(saved, edits):
     """Random keys set to random JSON values (or real keys deleted): loads, or one
-    ModelFormatError. (Integers stay small here; huge ones are the xfail below.)"""
+    ModelFormatError. (Integers stay small here; huge ones are tested below.)"""
     path, model = saved
     # (the fixture is shared by the examples: start from a freshly saved directory)
     save_model(path, model, *make_model()[1:], {"epoch": 1})
@@ -404,7 +394,7 @@ def test_fuzzed_config_values(saved, edits):
         assert str(path) in str(exc)
         TALLY["config:fuzzed:clear-error"] += 1
     except TypeError as exc:
-        # KNOWN BUG (strict xfail test_unhashable_model_type_gives_a_format_error): a
+        # formerly a bug (test_unhashable_model_type_gives_a_format_error): a
         # list/dict as the model "type". Remove this branch once fixed.
         assert "unhashable" in str(exc) and not isinstance(cfg["model"].get("type"), str), exc
         TALLY["config:fuzzed:KNOWN-BUG-escaped"] += 1
@@ -413,9 +403,6 @@ def test_fuzzed_config_values(saved, edits):
         pytest.fail(f"{type(exc).__name__} escaped load_model: {exc}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp/ner/io.py read_config: `mcfg['type'] not in MODEL_TYPES` with a list or dict "
-    "as the type raises TypeError: unhashable type, not ModelFormatError"), raises=TypeError)
 @pytest.mark.parametrize("value", [[], {"a": 1}])
 def test_unhashable_model_type_gives_a_format_error(saved, value):
     path, _ = saved
@@ -445,11 +432,6 @@ def _load_in_capped_child(path):
     return out.stdout.strip()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp/ner/io.py load_model builds the model from config.json (allocating every "
-    "parameter) before checking the arrays in weights.npz: a config with hidden=10**9 "
-    "makes it allocate 24 x 10**9 floats -- MemoryError (or minutes / the OOM killer "
-    "without a memory cap) instead of ModelFormatError"))
 @pytest.mark.parametrize("key, value", [("hidden", 10**9), ("n_rows", 10**9)])
 def test_huge_dimensions_in_config_give_a_format_error(saved, key, value):
     path, _ = saved
@@ -457,10 +439,6 @@ def test_huge_dimensions_in_config_give_a_format_error(saved, key, value):
     assert _load_in_capped_child(path) == "ModelFormatError"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp/ner/io.py read_config catches UnicodeDecodeError and JSONDecodeError only: a "
-    "deeply nested config.json ([[[[...]]]], 100k levels) escapes as RecursionError"),
-    raises=RecursionError)
 def test_deeply_nested_config_gives_a_format_error(saved):
     path, _ = saved
     (path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -505,11 +483,6 @@ def test_failed_save_leaves_the_previous_checkpoint(saved, monkeypatch, fail_in)
     assert _dir_listing(path.parent) == before  # no temporary directory left behind
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp/ner/io.py save_model swaps directories with two renames (DIR -> .DIR.old-*, "
-    "tmp -> DIR); when the second fails, the except branch deletes tmp but never renames "
-    "the old checkpoint back: DIR no longer exists (the previous model is hidden in "
-    ".DIR.old-*). A crash between the renames has the same effect"), raises=ModelFormatError)
 def test_failure_between_the_two_renames_keeps_the_checkpoint(saved, monkeypatch):
     path, old_model = saved
     new_model, feat, labels = make_model(seed=1)
@@ -523,6 +496,8 @@ def test_failure_between_the_two_renames_keeps_the_checkpoint(saved, monkeypatch
         return real(src, dst)
 
     monkeypatch.setattr(os, "rename", rename)
+    # exercise the two-rename fallback used where the atomic exchange is unavailable
+    monkeypatch.setattr(fastbp.ner.io, "_exchange", lambda a, b: False)
     with pytest.raises(OSError):
         save_model(path, new_model, feat, labels, {"epoch": 2})
     monkeypatch.undo()
@@ -548,7 +523,7 @@ KILL_CHILD = """
 def test_killed_save_never_leaves_a_torn_checkpoint(tmp_path):
     """SIGKILL a process that saves checkpoints in a loop, at random moments: the
     directory always loads, and holds exactly one of the two models (never a mix).
-    (The rare kill between the two renames of a swap is the xfail above.)"""
+    (On Linux the swap is one atomic exchange; the two-rename fallback is tested above.)"""
     path = tmp_path / "model"
     models = [make_model(seed=s, hidden=300)[0] for s in (0, 1)]
     save_model(path, *make_model(seed=0, hidden=300), {"i": -1})
@@ -563,7 +538,7 @@ def test_killed_save_never_leaves_a_torn_checkpoint(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         TALLY["save:sigkill:tried"] += 1
-        if not path.exists():  # killed between the two renames (see the xfail above)
+        if not path.exists():  # killed between the two renames (fallback path only)
             hidden_old += 1
             olds = [p for p in tmp_path.iterdir() if p.name.startswith(".model.old-")]
             assert olds, "the model directory vanished without a trace"
