@@ -1,4 +1,4 @@
-"""Named-entity recognition data tools for window classification (pure Python + numpy).
+"""Window-classification named-entity recognition (CS224N lecture 3) on fastbp.
 
 * :mod:`~fastbp.ner.data` -- CoNLL reading/writing, label-scheme detection
 * :mod:`~fastbp.ner.vocab` -- :class:`Vocab`, casing features, :class:`LabelSet`
@@ -6,8 +6,11 @@
 * :mod:`~fastbp.ner.glove` -- pretrained word vectors
 * :mod:`~fastbp.ner.metrics` -- entity/token scores, confusion matrix, text tables
 * :mod:`~fastbp.ner.synthetic` -- a deterministic synthetic corpus for demos
+* :mod:`~fastbp.ner.model` -- :class:`WindowClassifier`, :class:`BinaryWindowClassifier`
+* :mod:`~fastbp.ner.train` -- :func:`train`, :func:`evaluate`, :func:`make_dataset`
+* :mod:`~fastbp.ner.io` -- :func:`save_model`, :func:`load_model` (model directories)
 
-Nothing here depends on the autodiff engine.
+The data tools are plain Python + numpy; the models run on the autodiff engine.
 """
 
 from .data import SCHEMES, ConllFormatError, Sentence, detect_scheme, read_conll, write_conll
@@ -24,6 +27,9 @@ from .metrics import (
 from .synthetic import generate_corpus
 from .vocab import BOS, CASING, EOS, UNK, LabelSet, Vocab, casing_id, casing_ids, normalize_word
 from .windows import WindowFeaturizer, sentence_lengths, split
+from .model import BinaryWindowClassifier, WindowClassifier  # noqa: E402  (engine users last)
+from .train import evaluate, make_dataset, train  # noqa: E402
+from .io import ModelFormatError, load_model, save_model  # noqa: E402
 
 __all__ = [
     "SCHEMES", "ConllFormatError", "Sentence", "detect_scheme", "read_conll", "write_conll",
@@ -34,4 +40,6 @@ __all__ = [
     "BOS", "CASING", "EOS", "UNK", "LabelSet", "Vocab", "casing_id", "casing_ids",
     "normalize_word",
     "WindowFeaturizer", "sentence_lengths", "split",
+    "WindowClassifier", "BinaryWindowClassifier", "train", "evaluate", "make_dataset",
+    "ModelFormatError", "load_model", "save_model",
 ]
