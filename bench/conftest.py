@@ -7,13 +7,18 @@
   separate libraries with separate thread pools) and fastbp's kernels limited to
   ``--threads`` threads (default 2, the size of the reference machine), via threadpoolctl
   and :func:`fastbp.set_num_threads`.
-* Idle OpenBLAS worker threads busy-wait (``sched_yield`` loop) for a while after each
-  call before they sleep. With two OpenBLAS copies in one process, the pool of the
-  library that just ran can spin on the cores the other one needs. We therefore set
-  ``OPENBLAS_THREAD_TIMEOUT=4`` (the minimum: 2**4 cycles of spinning) unless it is
-  already set. OpenBLAS reads it when it loads, so it only takes effect if numpy/scipy
-  were not imported before this conftest (true for ``pytest bench``); bench/report.py
-  sets it for its worker processes itself and README.md has the measurements.
+* Idle OpenBLAS worker threads busy-wait (``sched_yield`` loop) for ~2**28 cycles after
+  each call before they sleep, and libgomp (fastbp's OpenMP loops, torch) spins too.
+  One process here holds up to four pools: numpy's OpenBLAS, scipy's OpenBLAS (fastbp's
+  kernels), libgomp, torch's. The pool that just ran spins on the core the next one
+  needs; measured (README.md), a fastbp-cython step at 2 threads gets 10-100x slower.
+  We therefore set ``OPENBLAS_THREAD_TIMEOUT=4`` (spin 2**4 cycles) and
+  ``OMP_WAIT_POLICY=PASSIVE`` unless already set. Both are read when the libraries
+  load, so they take effect because this file runs before numpy/fastbp are imported.
+  The suite thus measures fastbp *with* this mitigation; ``bench/report.py`` (one
+  process per implementation) measures the library defaults unless told otherwise.
+  To run the suite with the defaults: ``OPENBLAS_THREAD_TIMEOUT=28 OMP_WAIT_POLICY=
+  pytest bench`` (28 is OpenBLAS's default).
 * If fastbp's compiled kernels are not built, the suite falls back to
   ``FASTBP_BACKEND=numpy`` and skips the ``fastbp-cython`` cases (instead of failing to
   import fastbp).
@@ -25,7 +30,9 @@ import os
 import sys
 from pathlib import Path
 
+# Read by OpenBLAS and libgomp when they load, i.e. before numpy / fastbp are imported.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -78,7 +85,8 @@ def pytest_report_header(config):
     return [
         f"fastbp bench: threads={config.getoption('threads')}, cython backend "
         f"{'available' if CYTHON else 'NOT BUILT (fastbp-cython cases skipped)'}, "
-        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}",
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
         f"BLAS libraries: {libs}",
     ]
 

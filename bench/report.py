@@ -345,6 +345,9 @@ def main(argv=None):
                    help="before each cell, wait up to this many seconds for a quiet machine")
     p.add_argument("--openblas-timeout", default=None,
                    help="OPENBLAS_THREAD_TIMEOUT for the workers (4..30; default: unset)")
+    p.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the workers, e.g. OMP_WAIT_POLICY=PASSIVE "
+                   "MALLOC_TRIM_THRESHOLD_=1000000000")
     p.add_argument("--same-process", action="store_true",
                    help="run all implementations in this process (for comparison)")
     p.add_argument("--quick", action="store_true", help="lecture only, 3 repeats")
@@ -358,6 +361,11 @@ def main(argv=None):
         return 0
 
     env = dict(os.environ)
+    for kv in args.env:
+        key, _, value = kv.partition("=")
+        env[key] = value
+        if args.same_process:
+            os.environ[key] = value
     if args.openblas_timeout:
         env["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
         if args.same_process:
@@ -391,7 +399,8 @@ def main(argv=None):
     print()
     print(f"windows/s, {args.dtype}, {args.threads} threads, median of {args.repeats} "
           f"alternating timings of ~{args.seconds}s ({mode}; "
-          f"OPENBLAS_THREAD_TIMEOUT={env.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}); "
+          f"OPENBLAS_THREAD_TIMEOUT={env.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}"
+          + "".join(f", {kv}" for kv in args.env) + "); "
           f"{time.perf_counter() - t_start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
