@@ -348,14 +348,21 @@ def _calibrate(impls, seconds):
     return max(1, int(seconds / max(worst, 1e-9)))
 
 
-def compare(impls, seconds=1.0, repeats=5):
+def compare(impls, seconds=1.0, repeats=5, pause=0.0):
     """Time several set-up implementations alternately (ABC, CBA, ABC, ... so that none
-    always runs first) in the same run. Returns ``{name: median windows/s}``."""
+    always runs first) in the same run. Returns ``{name: median windows/s}``.
+
+    ``pause`` seconds are slept before each timing: long enough (~0.1 s) for the idle
+    BLAS / OpenMP threads of the implementation that just ran to stop spinning, which
+    otherwise slows down the next one (numpy and fastbp's kernels use two different
+    OpenBLAS libraries)."""
     steps = _calibrate(impls, seconds / (repeats * len(impls)))
     rates = {impl.name: [] for impl in impls}
     order = list(impls)
     for r in range(repeats):
         for impl in order:
+            if pause:
+                time.sleep(pause)
             rates[impl.name].append(impl.B * steps / _time_steps(impl, steps))
         order.reverse()
     return {name: statistics.median(v) for name, v in rates.items()}
@@ -363,7 +370,7 @@ def compare(impls, seconds=1.0, repeats=5):
 
 def speed_table(configs=("lecture", "large"), batch_sizes=(1, 32, 256, 2048), dtype=np.float32,
                 budget_seconds=None, quick=False, impls=None, repeats=None, threads=None,
-                seed=0, progress=None):
+                seed=0, progress=None, pause=0.1):
     """Measure windows/s of each implementation for every (config, batch size), the
     implementations alternating in the same run, and the speed-up of fastbp-cython over
     the pure numpy baseline.
@@ -388,6 +395,9 @@ def speed_table(configs=("lecture", "large"), batch_sizes=(1, 32, 256, 2048), dt
         Limit BLAS and fastbp's kernels to this many threads for the run.
     progress : callable, optional
         Called with each finished row (e.g. to print as the table fills).
+    pause : float
+        Seconds slept before each timing so the previous implementation's idle thread
+        pools stop spinning (see :func:`compare`); counted in the budget.
 
     Returns
     -------
@@ -406,7 +416,10 @@ def speed_table(configs=("lecture", "large"), batch_sizes=(1, 32, 256, 2048), dt
         impls = ("pure-numpy", "fastbp-cython")
     impls = [i for i in impls if i != "fastbp-cython" or cython_available()]
     cells = [(cfg, B) for cfg in configs for B in batch_sizes]
-    per_cell = budget_seconds / max(len(cells), 1)
+    pauses = len(cells) * repeats * len(impls) * pause
+    per_cell = max(budget_seconds - pauses, budget_seconds / 2) / max(len(cells), 1)
+    if pauses > budget_seconds / 2:
+        pause = 0.0
 
     previous_threads = None
     if threads is not None:
@@ -420,7 +433,7 @@ def speed_table(configs=("lecture", "large"), batch_sizes=(1, 32, 256, 2048), dt
                 batches = make_batches(cfg, B, N_BATCHES, seed)
                 steps = [make_step(name, cfg, B, dtype, params=base, batches=batches)
                          for name in impls]
-                rates = compare(steps, per_cell, repeats)
+                rates = compare(steps, per_cell, repeats, pause)
                 cy, ref = rates.get("fastbp-cython"), rates.get("pure-numpy")
                 row = {
                     "config": cfg,
