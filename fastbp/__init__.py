@@ -13,7 +13,18 @@ in numpy::
 
 import os as _os
 
+from . import _malloc
 from . import backends as _backends
+
+_malloc.tune_malloc()  # steady-state training steps without page faults; see fastbp._malloc
+
+# Idle OpenBLAS threads of scipy's BLAS (loaded with the kernels below) spin for 2^20
+# cycles (~0.3 ms: long enough to bridge the gaps inside a training step) instead of
+# OpenBLAS's default 2^28 (~0.1 s), after which they take cores from other work on a
+# 2-core machine (large config, B=1: 1.8k -> 5k windows/s; measured in bench/README.md).
+# Only a default: a value already in the environment wins, and it has no effect if scipy's
+# BLAS was loaded before fastbp.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 # The default backend is the compiled one; importing fails loudly, with build
 # instructions, if the kernels are missing. FASTBP_BACKEND=numpy selects the reference.
