@@ -20,19 +20,17 @@ from fastbp.ner.data import write_conll
 from fastbp.ner.io import load_model
 from fastbp.ner.synthetic import generate_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    # tests/conftest.py runs the session from a scratch directory and, in a development
+    # checkout, points PYTHONPATH at it: children import the same fastbp as this process
+    # (the installed one in CI), never a source tree without compiled kernels.
+    return dict(os.environ)
 
 
 def run_module(*args, input=None, timeout=120):
     """``python -m fastbp ARGS`` in a real subprocess."""
     return subprocess.run([sys.executable, "-m", "fastbp", *map(str, args)], input=input,
-                          capture_output=True, text=True, env=_env(), cwd=ROOT,
+                          capture_output=True, text=True, env=_env(),
                           timeout=timeout)
 
 
@@ -312,7 +310,7 @@ def test_ctrl_c_during_training_exits_130_keeping_checkpoint(files, tmp_path):
            "--dev", str(files / "dev.conll"), "--epochs", "100000", "--hidden", "8",
            "--embed-dim", "8", "--batch-size", "64", "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(), cwd=ROOT)
+                            env=_env())
     try:
         deadline = time.time() + 60
         while not (out / "config.json").exists():

@@ -427,7 +427,7 @@ CAPPED_CHILD = """
 
 def _load_in_capped_child(path):
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(CAPPED_CHILD), str(path)],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
 
@@ -531,7 +531,7 @@ def test_killed_save_never_leaves_a_torn_checkpoint(tmp_path):
     rng = np.random.default_rng(0)
     hidden_old = 0
     for trial in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-c", code, str(path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(float(rng.uniform(0.01, 0.3)))
@@ -565,12 +565,12 @@ def corpus(tmp_path_factory):
 @pytest.mark.parametrize("delay", [0.0, 0.35, 0.8])
 def test_ctrl_c_during_fastbp_train(tmp_path, corpus, delay):
     out = tmp_path / "model"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ)  # same fastbp as this process (see tests/conftest.py)
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastbp", "train", "--train", str(corpus / "train.conll"),
          "--dev", str(corpus / "dev.conll"), "--out", str(out), "--epochs", "500",
          "--embed-dim", "16", "--hidden", "32", "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (out / "config.json").exists():  # the first epoch's checkpoint
