@@ -386,32 +386,37 @@ class Parameter(Tensor):
 
 
 # ---------------------------------------------------------------------- grad mode
-class no_grad(contextlib.ContextDecorator):
+class _ModeSwitch(contextlib.ContextDecorator):
+    """Set one per-thread flag of the engine for a block (re-entrant: a decorated
+    function may call itself)."""
+
+    _flag = ""
+    _value = False
+
+    def __init__(self):
+        self._saved = []
+
+    def __enter__(self):
+        st = backends._state
+        self._saved.append(getattr(st, self._flag))
+        setattr(st, self._flag, self._value)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(backends._state, self._flag, self._saved.pop())
+        return False
+
+
+class no_grad(_ModeSwitch):
     """Context manager (or decorator) under which ops record no graph."""
 
-    def __enter__(self):
-        st = backends._state
-        self._prev = st.grad_enabled
-        st.grad_enabled = False
-        return self
-
-    def __exit__(self, *exc):
-        backends._state.grad_enabled = self._prev
-        return False
+    _flag, _value = "grad_enabled", False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_ModeSwitch):
     """Context manager (or decorator) that turns graph recording back on."""
 
-    def __enter__(self):
-        st = backends._state
-        self._prev = st.grad_enabled
-        st.grad_enabled = True
-        return self
-
-    def __exit__(self, *exc):
-        backends._state.grad_enabled = self._prev
-        return False
+    _flag, _value = "grad_enabled", True
 
 
 def is_grad_enabled():
@@ -419,20 +424,12 @@ def is_grad_enabled():
     return backends._state.grad_enabled
 
 
-class detect_anomaly(contextlib.ContextDecorator):
-    """Context manager under which every op checks its output, and every backward step
-    the gradients it produced, for NaN/Inf; the first offender raises
+class detect_anomaly(_ModeSwitch):
+    """Context manager (or decorator) under which every op checks its output, and every
+    backward step the gradients it produced, for NaN/Inf; the first offender raises
     :class:`AnomalyError` naming the op. Slow: for debugging."""
 
-    def __enter__(self):
-        st = backends._state
-        self._prev = st.anomaly
-        st.anomaly = True
-        return self
-
-    def __exit__(self, *exc):
-        backends._state.anomaly = self._prev
-        return False
+    _flag, _value = "anomaly", True
 
 
 def _check_forward(op, data):

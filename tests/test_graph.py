@@ -243,3 +243,21 @@ def test_unusual_layouts_are_normalised(backend, kind):
 def test_zero_d_activation_data_is_an_array(backend, act):
     t = getattr(fb, act)(fb.Tensor(np.array(0.5, np.float32)))
     assert isinstance(t.data, np.ndarray) and t.shape == () and t.dtype == np.float32
+
+
+def test_no_grad_decorator_is_reentrant(backend):
+    W = fb.Parameter(np.ones(2))
+
+    @fb.no_grad()
+    def nested(depth):
+        if depth:
+            nested(depth - 1)
+        assert not fb.is_grad_enabled()
+        return W * 2.0
+
+    assert not nested(3).requires_grad
+    assert fb.is_grad_enabled() and (W * 2.0).requires_grad
+    with fb.no_grad():
+        with fb.enable_grad():
+            assert (W * 2.0).requires_grad
+        assert not (W * 2.0).requires_grad
