@@ -66,8 +66,11 @@ def _show(line: str) -> str:
     return repr(line)
 
 
-def _decode(data: bytes, path: str, encoding: str) -> str:
-    """Decode ``data``, reporting the file and line of the first undecodable byte."""
+def _decode(data: bytes, path: str, encoding: str, error=None) -> str:
+    """Decode ``data`` and normalise its line ends to LF (dropping a byte-order mark);
+    raise ``error`` (default :class:`ConllFormatError`) naming the file and line of the
+    first undecodable byte. Shared with the vector-file reader."""
+    error = ConllFormatError if error is None else error
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -78,7 +81,7 @@ def _decode(data: bytes, path: str, encoding: str) -> str:
         ends = [i for i in (data.find(b"\n", exc.start), data.find(b"\r", exc.start)) if i >= 0]
         end = min(ends) if ends else -1
         raw = data[start : end if end >= 0 else len(data)]
-        raise ConllFormatError(
+        raise error(
             f"{path}:{lineno}: invalid {encoding} ({exc.reason} at byte {exc.start - start} "
             f"of the line): {_show(raw.decode(encoding, errors='replace'))}"
         ) from None

@@ -10,43 +10,20 @@ import os
 
 import numpy as np
 
+from .data import _decode, _show
 from .vocab import Vocab
 
 __all__ = ["VectorFormatError", "load_vectors", "read_vector_words"]
 
-_SHOW = 80
-
-
 class VectorFormatError(ValueError):
     """A vector file is malformed; the message names the file and the 1-based line."""
-
-
-def _show(line: str) -> str:
-    return repr(line[:_SHOW] + "..." if len(line) > _SHOW else line)
 
 
 def _read_lines(path: str, encoding: str) -> list[str]:
     """Read ``path`` and return its lines (without line ends); errors name file:line."""
     with open(path, "rb") as fh:
         data = fh.read()
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        # Line numbers count LF, CRLF and lone CR line ends, as below.
-        head = data[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lineno = head.count(b"\n") + 1
-        start = max(data.rfind(b"\n", 0, exc.start), data.rfind(b"\r", 0, exc.start)) + 1
-        ends = [i for i in (data.find(b"\n", exc.start), data.find(b"\r", exc.start)) if i >= 0]
-        end = min(ends) if ends else -1
-        raw = data[start : end if end >= 0 else len(data)].decode(encoding, errors="replace")
-        raise VectorFormatError(
-            f"{path}:{lineno}: invalid {encoding} ({exc.reason}): {_show(raw)}"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:  # CRLF and old Mac (lone CR) line ends
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
+    lines = _decode(data, path, encoding, VectorFormatError).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [ln.rstrip("\r ") for ln in lines]
