@@ -465,3 +465,14 @@ def test_real_glove(real):
     M2, n2 = load_vectors(glove, v2)
     assert n2 > n and M2.shape == (len(v2), 50)
     np.testing.assert_allclose(M2[v2.id("the")], M[v.id("the")])
+
+
+def test_glove_header_with_zero_dimension_is_an_error(tmp_path):
+    # found by the fuzzing in test_robust_files: "0 0" then a bare word loaded as d = 0
+    from fastbp.ner.glove import VectorFormatError, load_vectors
+    from fastbp.ner.vocab import Vocab
+
+    p = tmp_path / "v.txt"
+    p.write_text("0 0\nthe\n")
+    with pytest.raises(VectorFormatError, match=r"v\.txt:2: .*dimension of 0"):
+        load_vectors(p, Vocab(["the"]))

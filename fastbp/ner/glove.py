@@ -106,6 +106,8 @@ def load_vectors(
     path = os.fspath(path)
     lines = _read_lines(path, encoding)
     dim_given = dim is not None
+    if dim_given and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
     first = 0
     if lines and _is_header(lines[0]):
         hdim = int(lines[0].split(" ")[1])
@@ -131,6 +133,11 @@ def load_vectors(
                 raise VectorFormatError(
                     f"{path}:{lineno}: expected 'word v1 ... vd', found no values: {_show(line)}"
                 )
+        elif dim < 1:  # a header "<count> 0" followed by vectors
+            raise VectorFormatError(
+                f"{path}:{lineno}: the header declares a vector dimension of {dim}: "
+                f"{_show(line)}"
+            )
         if len(parts) != dim + 1:
             raise VectorFormatError(
                 f"{path}:{lineno}: expected a word and {dim} values, got "
