@@ -6,6 +6,7 @@ wrap-around checks on (for hunting memory errors; slower).
 
 import os
 import sys
+from pathlib import Path
 
 import numpy
 from Cython.Build import cythonize
@@ -21,16 +22,19 @@ if sys.platform.startswith("linux"):
     compile_args += ["-fopenmp"]
     link_args += ["-fopenmp"]
 
+# One extension module per kernel kind (``fastbp_ext/_<kind>.pyx``); they share the C
+# layer declared in ``_common.pxd`` / ``_blas.pxd`` / ``_simd.pxd``.
 extensions = [
     Extension(
-        "fastbp_ext._kernels",
-        ["fastbp_ext/_kernels.pyx"],
+        f"fastbp_ext.{path.stem}",
+        [str(path)],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        include_dirs=[numpy.get_include()],  # the kernels use numpy's C API
+        include_dirs=[numpy.get_include(), "fastbp_ext"],  # numpy's C API, _simd.h
         libraries=["m"],  # libm (and, through its linker script, glibc's libmvec)
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
+    for path in sorted(Path("fastbp_ext").glob("*.pyx"))
 ]
 
 setup(

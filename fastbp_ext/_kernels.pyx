@@ -122,87 +122,11 @@ cdef extern from * nogil:
 
 
 # ==================================================================================
-# Threads
+# Threads: the policy lives in _common (one thread count for every kernel module)
 # ==================================================================================
-cdef int _nthreads = 1
-
-# Bytes of input per thread above which a loop is split over threads. An OpenMP parallel
-# region costs ~1.5-2 us on the 2-core machines of this project, so a loop is split only
-# when it takes ~4 us or more serially. Measured break-evens (1 vs 2 threads): tanh 32k
-# float32 / 16k float64 elements, backprop_tanh and sgd 128k / 64k, row gathers 256k /
-# 128k. Thresholds are in bytes so float32 and float64 share them.
-cdef Py_ssize_t PAR_TRANSC = 65536      # tanh / sigmoid / exp / sqrt loops
-cdef Py_ssize_t PAR_ARITH = 262144      # memory-bound arithmetic (adds, products)
-cdef Py_ssize_t PAR_COPY = 524288       # plain copies (embedding row gather)
-
-
-def _parallel_thresholds(transc=None, arith=None, copy=None):
-    """Get (and optionally set) the bytes per thread above which loops are split over
-    threads: ``(transcendental, arithmetic, copy)``. For tuning and benchmarks."""
-    global PAR_TRANSC, PAR_ARITH, PAR_COPY
-    if transc is not None:
-        PAR_TRANSC = max(1, int(transc))
-    if arith is not None:
-        PAR_ARITH = max(1, int(arith))
-    if copy is not None:
-        PAR_COPY = max(1, int(copy))
-    return PAR_TRANSC, PAR_ARITH, PAR_COPY
-
-
-def _default_threads():
-    n = os.cpu_count() or 1
-    env = os.environ.get("FASTBP_NUM_THREADS", "")
-    if env.strip():
-        try:
-            cap = int(env)
-        except ValueError:
-            raise ValueError(
-                f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}") from None
-        if cap < 1:
-            raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
-        n = min(n, cap)
-    return n
-
-
-def set_num_threads(n):
-    """Set the number of OpenMP threads used by the kernels' parallel loops.
-
-    Parameters
-    ----------
-    n : int
-        A positive number of threads. BLAS threads are not affected (see
-        :func:`fastbp.threads.set_num_threads` for both).
-
-    Raises
-    ------
-    ValueError
-        If ``n`` is not a positive integer.
-    """
-    global _nthreads
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
-    _nthreads = int(n)
-
-
-def get_num_threads():
-    """Return the number of OpenMP threads used by the kernels' parallel loops.
-
-    Returns
-    -------
-    int
-        Defaults to ``os.cpu_count()``, capped by ``FASTBP_NUM_THREADS`` when set.
-    """
-    return _nthreads
-
-
-_nthreads = _default_threads()
-
-
-cdef inline int _threads_for(Py_ssize_t work, Py_ssize_t threshold) noexcept nogil:
-    if _nthreads <= 1 or work < threshold:
-        return 1
-    cdef Py_ssize_t t = work // threshold
-    return <int>(t if t < _nthreads else _nthreads)
+from fastbp_ext._common cimport threads_for as _threads_for, PAR_TRANSC, PAR_ARITH, PAR_COPY
+from fastbp_ext._common import (  # noqa: F401
+    set_num_threads, get_num_threads, _parallel_thresholds, _default_threads)
 
 
 def _probe_boundscheck():
@@ -2503,3 +2427,16 @@ def adam_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None,
             else:
                 adam_loop(d, <double*>pw + r, <double*>pg + k * d, <double*>pm + r,
                           <double*>pv + r, beta1, 1 - beta1, beta2, 1 - beta2, a, e)
+
+
+# ==================================================================================
+# The kernels of the per-kind modules (this module is the namespace that gathers them)
+# ==================================================================================
+import importlib as _importlib
+
+_KINDS = ("_linalg", "_activations", "_elementwise", "_reductions", "_indexing",
+          "_embedding", "_losses", "_optim")
+for _kind in _KINDS:
+    _mod = _importlib.import_module("fastbp_ext." + _kind)
+    globals().update({_name: getattr(_mod, _name) for _name in _mod.__all__})
+del _kind, _mod

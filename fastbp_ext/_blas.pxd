@@ -1,0 +1,123 @@
+# cython: language_level=3
+"""Row-major BLAS through :mod:`scipy.linalg.cython_blas` (nothing to link at build time):
+``inline`` shims compiled into each kernel module that cimports them. All pointers are to
+C-contiguous row-major data; nothing here validates its arguments.
+
+Row-major inputs are handled by swapping operands: row-major ``C = A B`` is column-major
+``C^T = B^T A^T``.
+"""
+
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, sger, dger, saxpy, daxpy
+
+from fastbp_ext._common cimport floating
+from fastbp_ext._simd cimport fastbp_outer_f, fastbp_outer_d
+
+
+cdef inline int _bi(Py_ssize_t n) noexcept nogil:
+    return <int>(n if n > 1 else 1)
+
+
+cdef inline void outer_write(Py_ssize_t M, Py_ssize_t N,
+                      const floating* x,   # IN  (M,)
+                      const floating* y,   # IN  (N,)
+                      floating* out,       # OUT (M, N) = x y^T
+                      ) noexcept nogil:
+    # beta = 0: one pass writing the outer product (ger would need a zeroing pass first)
+    if floating is float:
+        fastbp_outer_f(M, N, x, y, out)
+    else:
+        fastbp_outer_d(M, N, x, y, out)
+
+
+cdef inline void gemm_rm(bint trans_a, bint trans_b, int M, int N, int K, floating alpha,
+                  const floating* A,   # IN  (M, K), or (K, M) if trans_a
+                  const floating* B,   # IN  (K, N), or (N, K) if trans_b
+                  floating beta,
+                  floating* C,         # OUT (M, N)
+                  ) noexcept nogil:
+    """Row-major C = alpha op(A) op(B) + beta C: column-major C^T = op(B)^T op(A)^T."""
+    cdef char ta = b't' if trans_a else b'n'
+    cdef char tb = b't' if trans_b else b'n'
+    cdef int lda = _bi(M if trans_a else K)
+    cdef int ldb = _bi(K if trans_b else N)
+    cdef int ldc = _bi(N)
+    cdef Py_ssize_t i
+    if M == 0 or N == 0:
+        return
+    if K == 0:  # BLAS may return early without scaling C
+        for i in range(<Py_ssize_t>M * N):
+            C[i] = 0 if beta == 0 else beta * C[i]
+        return
+    # Degenerate shapes: OpenBLAS's gemm packs its operands even for a single row or
+    # column (10x slower than gemv at batch size 1), so forward them. A (1, K) or (K, 1)
+    # operand is one contiguous K-vector whether transposed or not.
+    if M == 1:      # C^T = op(B)^T a
+        gemv_rm(not trans_b, N if trans_b else K, K if trans_b else N, alpha, B, A, beta, C)
+        return
+    if N == 1:      # C = op(A) b
+        gemv_rm(trans_a, K if trans_a else M, M if trans_a else K, alpha, A, B, beta, C)
+        return
+    if K == 1 and alpha == 1 and (beta == 0 or beta == 1):   # outer product
+        if beta == 0:
+            outer_write(M, N, A, B, C)
+        else:
+            ger_rm(M, N, alpha, A, B, C)
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float*>B, &ldb, <float*>A, &lda, &beta, C, &ldc)
+    else:
+        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double*>B, &ldb, <double*>A, &lda, &beta, C, &ldc)
+
+
+cdef inline void gemv_rm(bint trans, int M, int N, floating alpha,
+                  const floating* A,   # IN  (M, N)
+                  const floating* x,   # IN  (N,), or (M,) if trans
+                  floating beta,
+                  floating* y,         # OUT (M,), or (N,) if trans
+                  ) noexcept nogil:
+    """Row-major y = alpha op(A) x + beta y (column-major view of A is (N, M))."""
+    cdef char t = b'n' if trans else b't'
+    cdef int lda = _bi(N)
+    cdef int one = 1
+    cdef Py_ssize_t i, ny = N if trans else M, nx = M if trans else N
+    if ny == 0:
+        return
+    if nx == 0:
+        for i in range(ny):
+            y[i] = 0 if beta == 0 else beta * y[i]
+        return
+    if floating is float:
+        sgemv(&t, &N, &M, &alpha, <float*>A, &lda, <float*>x, &one, &beta, y, &one)
+    else:
+        dgemv(&t, &N, &M, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
+
+
+cdef inline void ger_rm(int M, int N, floating alpha,
+                 const floating* x,    # IN  (M,)
+                 const floating* y,    # IN  (N,)
+                 floating* A,          # OUT (M, N), A += alpha x y^T
+                 ) noexcept nogil:
+    cdef int lda = _bi(N)
+    cdef int one = 1
+    if M == 0 or N == 0:
+        return
+    if floating is float:
+        sger(&N, &M, &alpha, <float*>y, &one, <float*>x, &one, A, &lda)
+    else:
+        dger(&N, &M, &alpha, <double*>y, &one, <double*>x, &one, A, &lda)
+
+
+cdef inline void axpy(Py_ssize_t n, floating alpha,
+               const floating* x,      # IN  (n,)
+               floating* y,            # OUT (n,), y += alpha x
+               ) noexcept nogil:
+    cdef int one = 1
+    cdef int chunk
+    cdef Py_ssize_t done = 0
+    while done < n:  # BLAS counts are 32-bit
+        chunk = <int>(n - done if n - done < 1073741824 else 1073741824)
+        if floating is float:
+            saxpy(&chunk, &alpha, <float*>x + done, &one, y + done, &one)
+        else:
+            daxpy(&chunk, &alpha, <double*>x + done, &one, y + done, &one)
+        done += chunk

@@ -1,0 +1,299 @@
+# cython: language_level=3, cdivision=True
+"""The shared C layer of the kernel modules (see ``_common.pxd``): argument checks for the
+Python wrappers, the thread policy of the parallel loops, and :c:func:`launch`."""
+
+cimport numpy as cnp
+from cython.parallel cimport prange  # noqa: F401  (links OpenMP for omp_get_* users)
+
+import os
+
+import numpy as np
+
+cnp.import_array()
+
+
+# ==================================================================================
+# Launching kernels
+# ==================================================================================
+cdef int launch(const Kernel* k, Call* c) except -1:
+    cdef int err
+    with nogil:
+        err = run(k, c)
+    if err == KERR_OK:
+        return 0
+    name = k.name.decode()
+    if err == KERR_NOMEM:
+        raise MemoryError(f"kernel {name}: out of memory for its scratch space")
+    if err == KERR_INDEX:
+        raise IndexError(f"kernel {name}: index at position {c.info} is out of range")
+    raise RuntimeError(f"kernel {name} failed with error code {err}")
+
+
+cdef int call_dtype(int typenum) noexcept:
+    return F32 if typenum == cnp.NPY_FLOAT else F64
+
+
+# ==================================================================================
+# Threads
+# ==================================================================================
+cdef int _nthreads = 1
+
+# Bytes of input per thread above which a loop is split over threads. An OpenMP parallel
+# region costs ~1.5-2 us on the 2-core machines of this project, so a loop is split only
+# when it takes ~4 us or more serially. Measured break-evens (1 vs 2 threads): tanh 32k
+# float32 / 16k float64 elements, backprop_tanh and sgd 128k / 64k, row gathers 256k /
+# 128k. Thresholds are in bytes so float32 and float64 share them.
+cdef Py_ssize_t _thresholds[3]
+_thresholds[PAR_TRANSC] = 65536
+_thresholds[PAR_ARITH] = 262144
+_thresholds[PAR_COPY] = 524288
+
+
+def _parallel_thresholds(transc=None, arith=None, copy=None):
+    """Get (and optionally set) the bytes per thread above which loops are split over
+    threads: ``(transcendental, arithmetic, copy)``. For tuning and benchmarks."""
+    if transc is not None:
+        _thresholds[PAR_TRANSC] = max(1, int(transc))
+    if arith is not None:
+        _thresholds[PAR_ARITH] = max(1, int(arith))
+    if copy is not None:
+        _thresholds[PAR_COPY] = max(1, int(copy))
+    return _thresholds[PAR_TRANSC], _thresholds[PAR_ARITH], _thresholds[PAR_COPY]
+
+
+def _default_threads():
+    n = os.cpu_count() or 1
+    env = os.environ.get("FASTBP_NUM_THREADS", "")
+    if env.strip():
+        try:
+            cap = int(env)
+        except ValueError:
+            raise ValueError(
+                f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if cap < 1:
+            raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
+        n = min(n, cap)
+    return n
+
+
+def set_num_threads(n):
+    """Set the number of OpenMP threads used by the kernels' parallel loops.
+
+    Parameters
+    ----------
+    n : int
+        A positive number of threads. BLAS threads are not affected (see
+        :func:`fastbp.threads.set_num_threads` for both).
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer.
+    """
+    global _nthreads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
+    _nthreads = int(n)
+
+
+def get_num_threads():
+    """Return the number of OpenMP threads used by the kernels' parallel loops.
+
+    Returns
+    -------
+    int
+        Defaults to ``os.cpu_count()``, capped by ``FASTBP_NUM_THREADS`` when set.
+    """
+    return _nthreads
+
+
+_nthreads = _default_threads()
+
+
+cdef int threads_for(Py_ssize_t work, int kind) noexcept nogil:
+    cdef Py_ssize_t threshold = _thresholds[kind]
+    if _nthreads <= 1 or work < threshold:
+        return 1
+    cdef Py_ssize_t t = work // threshold
+    return <int>(t if t < _nthreads else _nthreads)
+
+
+cdef Py_ssize_t _first_bad_id(Py_ssize_t n, const index_t* ids,   # IN
+                              Py_ssize_t V) noexcept nogil:
+    """Position of the first id outside [0, V), or -1."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if ids[i] < 0 or ids[i] >= V:
+            return i
+    return -1
+
+
+# ==================================================================================
+# Layer 3 support: validation at the Python boundary (cheap numpy C-API checks)
+# ==================================================================================
+class UnsupportedBroadcast(ValueError):
+    """Raised by the broadcasting kernels (``add``, ``sub``, ``mul``, ``unbroadcast``,
+    ``reduce_sum``) for a shape pattern they do not cover; the backend then falls back
+    to the numpy reference."""
+
+
+cdef inline bint _is_float(int t) noexcept:
+    return t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE
+
+
+cdef int ftype(cnp.ndarray a, str name) except -1:
+    """Type number of a float32/float64 array, else TypeError."""
+    cdef int t = cnp.PyArray_TYPE(a)
+    if _is_float(t):
+        return t
+    raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}")
+
+
+cdef int same_type(cnp.ndarray a, int t, str name, cnp.ndarray ref, str refname) except -1:
+    if cnp.PyArray_TYPE(a) == t:
+        return 0
+    ftype(a, name)
+    raise TypeError(
+        f"mixed dtypes: {refname} is {ref.dtype} but {name} is {a.dtype}; "
+        "fastbp never upcasts silently (cast one of them explicitly)")
+
+
+cdef cnp.ndarray contig(cnp.ndarray a):
+    """A C-contiguous, aligned, native-byte-order version of an input (copy if needed)."""
+    if good(a):
+        return a
+    # np.array, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,)
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+
+
+cdef bint overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Do the (contiguous) buffers of a and b share memory?"""
+    cdef char* pa = <char*>cnp.PyArray_DATA(a)
+    cdef char* pb = <char*>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+cdef int writable(cnp.ndarray out, str name) except -1:
+    if not (cnp.PyArray_ISCARRAY(out) and cnp.PyArray_ISNOTSWAPPED(out)):
+        if not cnp.PyArray_ISWRITEABLE(out):
+            raise ValueError(f"{name} is read-only")
+        raise ValueError(
+            f"{name} must be a C-contiguous, aligned, native-byte-order array "
+            f"(it is written in place), got strides {shape_of(out, True)} for shape {shape_of(out)}")
+    return 0
+
+
+cdef cnp.ndarray out_like(cnp.ndarray out, int t, int nd, cnp.npy_intp* dims, str what):
+    """Validate a caller's ``out`` (dtype, layout, shape ``dims``) or allocate one."""
+    if out is None:
+        return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, t, 0)
+    if cnp.PyArray_TYPE(out) != t:
+        ftype(out, "out")
+        raise TypeError(
+            f"mixed dtypes: out is {out.dtype} but the {what} is {np.dtype(tname(t))}; "
+            "fastbp never upcasts silently")
+    if cnp.PyArray_NDIM(out) != nd or (
+            nd and not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(out), dims, nd)):
+        raise ValueError(
+            f"out has shape {shape_of(out)} but the {what} has shape "
+            f"{tuple([dims[i] for i in range(nd)])}")
+    writable(out, "out")
+    return out
+
+
+cdef str tname(int t):
+    return "float32" if t == cnp.NPY_FLOAT else "float64"
+
+
+cdef int no_overlap(cnp.ndarray out, cnp.ndarray a, str name) except -1:
+    if overlap(out, a):
+        raise ValueError(f"out shares memory with {name}; BLAS needs distinct buffers")
+    return 0
+
+
+cdef int same_or_apart(cnp.ndarray out, cnp.ndarray a, str outname, str name) except -1:
+    """Elementwise kernels may write in place (``out`` *is* the input's buffer) but not
+    into a buffer that partly overlaps an input (the result would depend on the order of
+    the loop)."""
+    if overlap(out, a) and not (cnp.PyArray_DATA(out) == cnp.PyArray_DATA(a)
+                                 and same_shape(out, a)):
+        raise ValueError(f"{outname} partly overlaps {name}; use the same array or a "
+                         "separate buffer")
+    return 0
+
+
+cdef int check_beta(double beta) except -1:
+    if beta != 0.0 and beta != 1.0:
+        raise ValueError(f"beta must be 0.0 or 1.0, got {beta!r}")
+    return 0
+
+
+cdef int blas_dim(Py_ssize_t n) except -1:
+    if n > 2147483647:
+        raise ValueError(f"dimension {n} is too large for 32-bit BLAS")
+    return 0
+
+
+cdef cnp.ndarray index_array(object ids, str what):
+    """ids as a C-contiguous int32/int64 array (other integer dtypes converted)."""
+    cdef cnp.ndarray a
+    if not cnp.PyArray_Check(ids):
+        raise TypeError(f"{what} must be a numpy integer array, got {type(ids).__name__}")
+    a = <cnp.ndarray>ids
+    cdef int t = cnp.PyArray_TYPE(a)
+    if (t == cnp.NPY_INT64 or t == cnp.NPY_INT32) and good(a):
+        return a
+    kind = a.dtype.kind
+    if kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got dtype {a.dtype}")
+    if t == cnp.NPY_INT64 or t == cnp.NPY_INT32:
+        return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    if a.dtype.itemsize == 8 and kind == "u" and a.size:
+        big = a.max()
+        if big > np.iinfo(np.int64).max:
+            raise IndexError(f"id {big} is out of range")
+    return np.array(a, dtype=np.int64, order="C")
+
+
+cdef Py_ssize_t bad_id(cnp.ndarray ids, Py_ssize_t V) noexcept:
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ids)
+    cdef void* p = cnp.PyArray_DATA(ids)
+    if cnp.PyArray_TYPE(ids) == cnp.NPY_INT32:
+        return _first_bad_id(n, <cnp.int32_t*>p, V)
+    return _first_bad_id(n, <cnp.int64_t*>p, V)
+
+
+cdef int check_ids(cnp.ndarray ids, Py_ssize_t V, str what) except -1:
+    cdef Py_ssize_t bad = bad_id(ids, V)
+    if bad >= 0:
+        raise IndexError(
+            f"{what} {ids.reshape(-1)[bad]} is out of range for a table of {V} rows")
+    return 0
+
+
+cdef int check_labels(cnp.ndarray y, Py_ssize_t n, Py_ssize_t C) except -1:
+    if cnp.PyArray_NDIM(y) != 1 or dim(y, 0) != n:
+        raise ValueError(f"class ids of shape {shape_of(y)} do not match logits with {n} rows")
+    cdef Py_ssize_t bad = bad_id(y, C)
+    if bad >= 0:
+        raise ValueError(f"class id {y[bad]} is outside [0, {C})")
+    return 0
+
+
+cdef cnp.ndarray arr(object a, str name):
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    return <cnp.ndarray>a
+
+
+cdef cnp.ndarray zero_d(double value, int t):
+    cdef cnp.ndarray r = <cnp.ndarray>cnp.PyArray_EMPTY(0, NULL, t, 0)
+    if t == cnp.NPY_FLOAT:
+        (<float*>cnp.PyArray_DATA(r))[0] = <float>value
+    else:
+        (<double*>cnp.PyArray_DATA(r))[0] = value
+    return r
+
+
+# ==================================================================================
