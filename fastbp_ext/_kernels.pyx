@@ -326,6 +326,7 @@ cdef void col_sums(Py_ssize_t n, Py_ssize_t m,
                    floating beta,
                    floating* out,          # OUT (m,) = X.sum(0) + beta out
                    ) noexcept nogil:
+    # part of the C API of _kernels.pxd (the kernels that used it moved to _reductions)
     cdef Py_ssize_t i, j
     if n == 0:
         for j in range(m):
@@ -336,36 +337,6 @@ cdef void col_sums(Py_ssize_t n, Py_ssize_t m,
     for i in range(1, n):
         for j in range(m):
             out[j] = out[j] + X[i * m + j]
-
-
-cdef double sum_all(Py_ssize_t n, const floating* x) noexcept nogil:
-    # eight independent partial sums in double: vectorisable and accurate
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        s0 += x[i]
-        s1 += x[i + 1]
-        s2 += x[i + 2]
-        s3 += x[i + 3]
-        s4 += x[i + 4]
-        s5 += x[i + 5]
-        s6 += x[i + 6]
-        s7 += x[i + 7]
-        i += 8
-    while i < n:
-        s0 += x[i]
-        i += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
-cdef void row_sums(Py_ssize_t n, Py_ssize_t m,
-                   const floating* X,      # IN  (n, m)
-                   floating beta,
-                   floating* out,          # OUT (n,)
-                   ) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = _put(<floating>sum_all(m, X + i * m), out[i], beta)
 
 
 cdef inline void _binop_vv(int op, Py_ssize_t m, const floating* x, const floating* y,
@@ -435,16 +406,6 @@ cdef void scale_loop(Py_ssize_t n, floating alpha,
     cdef Py_ssize_t i
     for i in range(n):
         out[i] = _put(x[i] * alpha, out[i], beta)
-
-
-cdef void copy_loop(Py_ssize_t n, const floating* x, floating beta,
-                    floating* out) noexcept nogil:
-    cdef Py_ssize_t i
-    if beta == 0:
-        memcpy(out, x, n * sizeof(floating))
-    else:
-        for i in range(n):
-            out[i] = x[i] + beta * out[i]
 
 
 cdef void mul_loop(Py_ssize_t lo, Py_ssize_t hi,
@@ -1441,202 +1402,6 @@ def add_bias(cnp.ndarray X not None, cnp.ndarray b not None):
         _same_type(b, cnp.PyArray_TYPE(X), "b", X, "X")
         raise ValueError(f"add_bias needs X (n, m) and b (m,), got {_shape(X)} and {_shape(b)}")
     return _binary(0, X, b)
-
-
-def reduce_sum(cnp.ndarray X not None, axis=None, bint keepdims=False):
-    """Sum over all elements (``axis=None``) or, for a 2-D array, over axis 0 or 1.
-
-    Sums are accumulated in double precision in blocks (column sums in the array's
-    dtype, row by row, as numpy does).
-
-    Returns
-    -------
-    ndarray
-        An array of ``X``'s dtype (0-d for a full sum without ``keepdims``).
-
-    Raises
-    ------
-    TypeError
-        Non-float dtype.
-    UnsupportedBroadcast
-        Other axes (the backend falls back to numpy).
-    """
-    cdef int t = _ftype(X, "X")
-    cdef int nd = cnp.PyArray_NDIM(X)
-    cdef int mode = -1   # 0: all, 1: columns (axis 0), 2: rows (axis 1)
-    cdef Py_ssize_t i
-    if axis is None:
-        mode = 0
-    else:
-        try:
-            axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-            norm = [int(a) + nd if int(a) < 0 else int(a) for a in axes]
-        except (TypeError, ValueError):
-            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
-        for a in norm:
-            if not 0 <= a < nd:
-                raise np.exceptions.AxisError(
-                    f"axis {a - nd if a < 0 else a} is out of bounds for an array of "
-                    f"dimension {nd}")
-        if len(set(norm)) != len(norm):
-            raise ValueError(f"duplicate value in axis {axis!r}")
-        norm = sorted(norm)
-        if len(norm) == nd and norm == list(range(nd)):
-            mode = 0
-        elif nd == 2 and norm == [0]:
-            mode = 1
-        elif nd == 2 and norm == [1]:
-            mode = 2
-        else:
-            raise UnsupportedBroadcast(f"reduce_sum over axis {axis!r} of a {nd}-D array")
-    X = _contig(X)
-    cdef cnp.npy_intp dims[64]
-    cdef int ond
-    if mode == 0:
-        ond = nd if keepdims else 0
-        for i in range(ond):
-            dims[i] = 1
-    elif keepdims:
-        ond = 2
-        dims[0] = 1 if mode == 1 else _dim(X, 0)
-        dims[1] = _dim(X, 1) if mode == 1 else 1
-    else:
-        ond = 1
-        dims[0] = _dim(X, 1) if mode == 1 else _dim(X, 0)
-    cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(ond, dims, t, 0)
-    cdef void* px = cnp.PyArray_DATA(X)
-    cdef void* po = cnp.PyArray_DATA(out)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(X)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            if mode == 0:
-                (<float*>po)[0] = <float>sum_all(n, <float*>px)
-            elif mode == 1:
-                col_sums(_dim(X, 0), _dim(X, 1), <float*>px, <float>0, <float*>po)
-            else:
-                row_sums(_dim(X, 0), _dim(X, 1), <float*>px, <float>0, <float*>po)
-        else:
-            if mode == 0:
-                (<double*>po)[0] = sum_all(n, <double*>px)
-            elif mode == 1:
-                col_sums(_dim(X, 0), _dim(X, 1), <double*>px, <double>0, <double*>po)
-            else:
-                row_sums(_dim(X, 0), _dim(X, 1), <double*>px, <double>0, <double*>po)
-    return out
-
-
-def unbroadcast(cnp.ndarray dY not None, shape, cnp.ndarray out=None, double beta=0.0):
-    """Sum ``dY`` down to ``shape`` (the adjoint of broadcasting), ``out = sum + beta out``.
-
-    Covered: ``shape == _shape(dY)`` (copy), a (m,) or (1, m) bias of a (n, m) gradient
-    (column sums), (n, 1) (row sums), and any size-1 shape (full sum).
-
-    Returns
-    -------
-    ndarray
-        ``out``.
-
-    Raises
-    ------
-    TypeError
-        Non-float or mixed dtypes.
-    ValueError
-        A bad ``out``.
-    UnsupportedBroadcast
-        Other patterns (the backend falls back to numpy).
-    """
-    cdef int t = _ftype(dY, "dY")
-    shape = tuple(shape)
-    cdef int nd = len(shape), ndy = cnp.PyArray_NDIM(dY)
-    cdef cnp.npy_intp dims[64]
-    cdef Py_ssize_t i, size = 1
-    if nd > 64:
-        raise ValueError(f"shape {shape} has too many dimensions")
-    for i in range(nd):
-        dims[i] = shape[i]
-        size *= dims[i]
-    cdef int mode
-    if shape == _shape(dY):
-        mode = 0
-    elif size == 1 and nd <= ndy:
-        mode = 1
-    elif ndy == 2 and ((nd == 1 and dims[0] == _dim(dY, 1)) or
-                       (nd == 2 and dims[0] == 1 and dims[1] == _dim(dY, 1))):
-        mode = 2
-    elif ndy == 2 and nd == 2 and dims[0] == _dim(dY, 0) and dims[1] == 1:
-        mode = 3
-    else:
-        raise UnsupportedBroadcast(f"unbroadcast of {_shape(dY)} to {shape}")
-    dY = _contig(dY)
-    if out is None:
-        beta = 0.0
-    else:
-        _check_beta(beta)
-    out = _out_like(out, t, nd, dims, "reduced gradient")
-    _same_or_apart(out, dY, "out", "dY")
-    cdef void* pg = cnp.PyArray_DATA(dY)
-    cdef void* po = cnp.PyArray_DATA(out)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(dY)
-    cdef Py_ssize_t r = _dim(dY, 0) if ndy == 2 else 0
-    cdef Py_ssize_t c = _dim(dY, 1) if ndy == 2 else 0
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            if mode == 0:
-                copy_loop(n, <float*>pg, <float>beta, <float*>po)
-            elif mode == 1:
-                (<float*>po)[0] = _put(<float>sum_all(n, <float*>pg), (<float*>po)[0],
-                                       <float>beta)
-            elif mode == 2:
-                col_sums(r, c, <float*>pg, <float>beta, <float*>po)
-            else:
-                row_sums(r, c, <float*>pg, <float>beta, <float*>po)
-        else:
-            if mode == 0:
-                copy_loop(n, <double*>pg, beta, <double*>po)
-            elif mode == 1:
-                (<double*>po)[0] = _put(sum_all(n, <double*>pg), (<double*>po)[0], beta)
-            elif mode == 2:
-                col_sums(r, c, <double*>pg, beta, <double*>po)
-            else:
-                row_sums(r, c, <double*>pg, beta, <double*>po)
-    return out
-
-
-def backprop_bias(cnp.ndarray dY not None, cnp.ndarray out=None, double beta=0.0):
-    """Bias gradient ``out = dY.sum(axis=0) + beta * out`` for ``dY`` of shape (n, m).
-
-    Returns
-    -------
-    ndarray
-        ``out`` of shape (m,).
-
-    Raises
-    ------
-    TypeError
-        Non-float or mixed dtypes.
-    ValueError
-        ``dY`` not 2-D, a bad ``out``.
-    """
-    cdef int t = _ftype(dY, "dY")
-    if cnp.PyArray_NDIM(dY) != 2:
-        raise ValueError(f"backprop_bias needs a 2-D gradient, got shape {_shape(dY)}")
-    dY = _contig(dY)
-    cdef cnp.npy_intp dims[1]
-    dims[0] = _dim(dY, 1)
-    if out is None:
-        beta = 0.0
-    else:
-        _check_beta(beta)
-    out = _out_like(out, t, 1, dims, "bias gradient")
-    cdef void* pg = cnp.PyArray_DATA(dY)
-    cdef void* po = cnp.PyArray_DATA(out)
-    cdef Py_ssize_t n = _dim(dY, 0), m = _dim(dY, 1)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            col_sums(n, m, <float*>pg, <float>beta, <float*>po)
-        else:
-            col_sums(n, m, <double*>pg, beta, <double*>po)
-    return out
 
 
 cdef object _elementwise_backward(int act, cnp.ndarray dY, cnp.ndarray Y, cnp.ndarray out,

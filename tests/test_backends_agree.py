@@ -368,6 +368,103 @@ CASES = {
 }
 
 
+# --- reductions (issue 7) --------------------------------------------------------------
+_NAN, _INF = float("nan"), float("inf")
+# rows of extreme values: +-1e4, +-inf, NaN, all -inf, ties at the maximum
+_EXTREME = [[1e4, -1e4, 0.0, 1.0], [-1e4, -1e4, -1e4, -1e4], [_INF, 1.0, 2.0, 3.0],
+            [-_INF, -_INF, -_INF, -_INF], [_NAN, 1.0, 2.0, 3.0], [-_INF, 0.0, 1.0, -_INF],
+            [1e4, 1e4, 1e4 - 1, 0.0], [2.0, 2.0, 2.0, 2.0]]
+_RED_SHAPES = [((), [None]), ((5,), [None, 0, -1]), ((3, 4), [None, 0, 1, -1]),
+               ((2, 3, 4), [None, 0, 1, 2, -2]), ((300, 7), [0, 1]), ((0, 4), [1]),
+               ((3, 1), [0, 1])]
+
+
+def _red_inputs(dt, rng, empty_ok=True):
+    """(label, X, axis) over shapes/axes, ties and extreme rows."""
+    out = []
+    for shape, axes in _RED_SHAPES:
+        for axis in axes:
+            X = _a(rng, shape, dt)
+            n = X.size if axis is None else (shape[axis] if shape else 1)
+            if n == 0 and not empty_ok:
+                continue
+            out.append((f"{shape}-ax{axis}", X, axis))
+            if X.size:
+                out.append((f"{shape}-ax{axis}-ties", np.array(np.round(X), dt), axis))
+    E = np.array(_EXTREME, dt)
+    out += [("extreme-ax-1", E, -1), ("extreme-ax0", E.T.copy(), 0),
+            ("extreme-3d", np.stack([E, E[::-1]], axis=1), 2)]
+    return out
+
+
+def cases_expand(dt, rng):
+    out = []
+    for sy, shape in [((), (3, 4)), ((4,), (3, 4)), ((1, 4), (3, 4)), ((3, 1), (3, 4)),
+                      ((3, 4), (3, 4)), ((2, 1, 4), (2, 3, 4)), ((1, 3, 1), (2, 3, 4)),
+                      ((4,), (2, 3, 4)), ((1,), (0, 4)), ((0, 4), (2, 0, 4)), ((5,), (1, 5)),
+                      ((3, 1, 1), (3, 2, 2)), ((), ())]:
+        out += _with_out(f"{sy}->{shape}", (_a(rng, sy, dt), shape), {}, shape, dt, rng)
+    return out
+
+
+def cases_reduce_max(dt, rng):
+    return [(f"{label}-k{k:d}", (X,), {"axis": axis, "keepdims": k})
+            for label, X, axis in _red_inputs(dt, rng, empty_ok=False) for k in (False, True)]
+
+
+def cases_backprop_reduce_max(dt, rng):
+    out = []
+    for label, X, axis in _red_inputs(dt, rng, empty_ok=False):
+        for k in (False, True):
+            Y = NP.reduce_max(X, axis, k)
+            out += _with_out(f"{label}-k{k:d}", (_a(rng, Y.shape, dt), X, Y),
+                             {"axis": axis, "keepdims": k}, X.shape, dt, rng)
+    return out
+
+
+def cases_logsumexp(dt, rng):
+    return [(f"{label}-k{k:d}", (X,), {"axis": axis, "keepdims": k})
+            for label, X, axis in _red_inputs(dt, rng) for k in (False, True)]
+
+
+def cases_backprop_logsumexp(dt, rng):
+    out = []
+    for label, X, axis in _red_inputs(dt, rng):
+        for k in (False, True):
+            Y = NP.logsumexp(X, axis, k)
+            out += _with_out(f"{label}-k{k:d}", (_a(rng, Y.shape, dt), X, Y),
+                             {"axis": axis, "keepdims": k}, X.shape, dt, rng)
+    return out
+
+
+def cases_softmax_fwd(dt, rng):
+    out = []
+    for label, X, axis in _red_inputs(dt, rng):
+        out.append((label, (X,), {"axis": axis}))
+        out.append((label + "-out", (X,), {"axis": axis, "out": np.full(X.shape, np.nan, dt)}))
+    return out
+
+
+def cases_softmax_bwd(fwd):
+    def build(dt, rng):
+        out = []
+        for label, X, axis in _red_inputs(dt, rng):
+            Y = getattr(NP, fwd)(X, axis)
+            out += _with_out(label, (_a(rng, X.shape, dt), Y), {"axis": axis}, X.shape, dt,
+                             rng)
+        return out
+    return build
+
+
+CASES.update({
+    "expand": cases_expand, "reduce_max": cases_reduce_max,
+    "backprop_reduce_max": cases_backprop_reduce_max, "logsumexp": cases_logsumexp,
+    "backprop_logsumexp": cases_backprop_logsumexp, "softmax": cases_softmax_fwd,
+    "backprop_softmax": cases_softmax_bwd("softmax"), "log_softmax": cases_softmax_fwd,
+    "backprop_log_softmax": cases_softmax_bwd("log_softmax"),
+})
+
+
 def _params():
     out = []
     for op in sorted(CASES):

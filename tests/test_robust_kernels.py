@@ -338,6 +338,73 @@ CASES = {
 }
 
 
+# --- reductions (issue 7) --------------------------------------------------------------
+def _red_x(draw, dt, rng, nonempty_axis=False):
+    """(X, axis) with X of any shape (ties sometimes), axis None or any valid int."""
+    shape = tuple(dim(draw, 1 if nonempty_axis else 0) for _ in range(draw(st.integers(0, 3))))
+    axis = draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))))
+    if draw(st.booleans()):
+        X = np.asarray(rng.integers(-2, 3, shape), dt)   # ties at the maximum
+    else:
+        X = np.asarray(rng.standard_normal(shape), dt)
+    return X, axis
+
+
+def case_expand(draw, dt, rng):
+    shape = any_shape(draw)
+    lead = draw(st.integers(0, len(shape)))
+    sy = tuple(1 if draw(st.booleans()) else n for n in shape[lead:])
+    out, beta = out_and_beta(draw, shape, dt, rng)
+    return [np.asarray(rng.standard_normal(sy), dt), shape, out, beta], \
+        [2] if out is not None else []
+
+
+def case_reduce_max(draw, dt, rng):
+    X, axis = _red_x(draw, dt, rng, nonempty_axis=True)
+    return [X, axis, draw(st.booleans())], []
+
+
+def case_logsumexp(draw, dt, rng):
+    X, axis = _red_x(draw, dt, rng)
+    return [X, axis, draw(st.booleans())], []
+
+
+def _case_reduced_bwd(fwd, nonempty):
+    def case(draw, dt, rng):
+        X, axis = _red_x(draw, dt, rng, nonempty_axis=nonempty)
+        keepdims = draw(st.booleans())
+        Y = getattr(NP, fwd)(X, axis, keepdims)
+        out, beta = out_and_beta(draw, X.shape, dt, rng)
+        return [np.asarray(rng.standard_normal(Y.shape), dt), X, Y, axis, keepdims, out,
+                beta], [5] if out is not None else []
+    return case
+
+
+def case_softmax_fwd(draw, dt, rng):
+    X, axis = _red_x(draw, dt, rng)
+    return [X, axis], []
+
+
+def _case_softmax_bwd(fwd):
+    def case(draw, dt, rng):
+        X, axis = _red_x(draw, dt, rng)
+        Y = getattr(NP, fwd)(X, axis)
+        out, beta = out_and_beta(draw, X.shape, dt, rng)
+        return [np.asarray(rng.standard_normal(X.shape), dt), Y, axis, out, beta], \
+            [3] if out is not None else []
+    return case
+
+
+CASES.update({
+    "expand": case_expand, "reduce_max": case_reduce_max, "logsumexp": case_logsumexp,
+    "backprop_reduce_max": _case_reduced_bwd("reduce_max", True),
+    "backprop_logsumexp": _case_reduced_bwd("logsumexp", False),
+    "softmax": case_softmax_fwd, "log_softmax": case_softmax_fwd,
+    "backprop_softmax": _case_softmax_bwd("softmax"),
+    "backprop_log_softmax": _case_softmax_bwd("log_softmax"),
+})
+
+
 def test_every_kernel_op_has_a_property_test():
     """Every op the compiled backend defines (beyond the reference's dropout_mask, which
     has its own test) is in CASES: a new kernel cannot skip the boundary tests."""
@@ -438,6 +505,31 @@ def sample_calls(dt=np.float64):
         "adam_update_rows": ([f(5, 3), ids, f(4, 3), np.zeros((5, 3), dt),
                               np.zeros((5, 3), dt), 1e-3, 0.9, 0.999, 1e-8, 1], 0),
     }
+
+
+# --- reductions (issue 7): one valid call of each reductions kernel
+_sample_calls_before_reductions = sample_calls
+
+
+def sample_calls(dt=np.float64):  # noqa: F811
+    calls = _sample_calls_before_reductions(dt)
+    r = np.random.default_rng(0)
+
+    def f(*shape):
+        return r.standard_normal(shape).astype(dt)
+    X = f(2, 3)
+    calls.update({
+        "expand": ([f(3), (2, 3), np.zeros((2, 3), dt), 1.0], 2),
+        "reduce_max": ([f(2, 3), 1], None),
+        "backprop_reduce_max": ([f(2), X, X.max(1), 1, False, np.zeros((2, 3), dt), 1.0], 5),
+        "logsumexp": ([f(2, 3), -1], None),
+        "backprop_logsumexp": ([f(2), X, f(2), -1, False, np.zeros((2, 3), dt), 1.0], 5),
+        "softmax": ([f(2, 3), -1], None),
+        "log_softmax": ([f(2, 3), -1], None),
+        "backprop_softmax": ([f(2, 3), f(2, 3), -1, np.zeros((2, 3), dt), 1.0], 3),
+        "backprop_log_softmax": ([f(2, 3), f(2, 3), -1, np.zeros((2, 3), dt), 1.0], 3),
+    })
+    return calls
 
 
 def test_sample_calls_are_valid():

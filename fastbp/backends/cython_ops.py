@@ -12,9 +12,6 @@ What stays in numpy, and why:
 * ``add``, ``sub``, ``mul``: the kernels cover same shapes, a (n, m) matrix with a
   (m,) row (either order) and a size-1 (0-d or (1,)) operand; any other broadcast
   pattern falls back to the numpy reference.
-* ``reduce_sum`` over axes other than "all" or axis 0/1 of a 2-D array, and
-  ``unbroadcast`` to shapes other than the same shape, a (m,)/(1, m) bias, a (n, 1)
-  column or a size-1 shape, fall back to the reference likewise.
 * ``dropout_mask``: the uniform draws come from the caller's numpy ``Generator``
   (``rng.random``) so that a seeded run gives the same mask on both backends and the
   bit stream stays numpy's; the threshold/cast/scale that follows is one fused kernel
@@ -41,8 +38,8 @@ def _native(a):
 class CythonOps(NumpyOps):
     """Typed Cython kernels for every fastbp op (BLAS via ``scipy.linalg.cython_blas``).
 
-    Falls back to the numpy reference only for broadcast patterns / reduction axes the
-    kernels do not cover (see the module docstring). The extra fused ops ``linear``,
+    Falls back to the numpy reference only for broadcast patterns the kernels do not
+    cover (see the module docstring). The extra fused ops ``linear``,
     ``bias_act`` and ``backprop_act`` are single kernels.
     """
 
@@ -83,24 +80,21 @@ class CythonOps(NumpyOps):
 
     add_bias = staticmethod(_k.add_bias)
 
-    def reduce_sum(self, X, axis=None, keepdims=False):
-        """Sum over all elements or one axis of a 2-D array (compiled), other axes via
-        numpy."""
-        try:
-            return _k.reduce_sum(X, axis, keepdims)
-        except _Unsupported:
-            return _native(_ref.reduce_sum(self, X, axis, keepdims))
-
-    def unbroadcast(self, dY, shape, out=None, beta=0.0):
-        """Sum ``dY`` down to ``shape`` (compiled for the common patterns)."""
-        try:
-            return _k.unbroadcast(dY, shape, out, beta)
-        except _Unsupported:
-            r = _ref.unbroadcast(self, dY, shape, out, beta)
-            return r if out is not None else _native(r)
-
-    backprop_bias = staticmethod(_k.backprop_bias)
     backprop_mul = staticmethod(_k.backprop_mul)
+
+    # --- reductions (issue 7): every pattern compiled, no numpy fallback
+    reduce_sum = staticmethod(_k.reduce_sum)
+    unbroadcast = staticmethod(_k.unbroadcast)
+    backprop_bias = staticmethod(_k.backprop_bias)
+    expand = staticmethod(_k.expand)
+    reduce_max = staticmethod(_k.reduce_max)
+    backprop_reduce_max = staticmethod(_k.backprop_reduce_max)
+    logsumexp = staticmethod(_k.logsumexp)
+    backprop_logsumexp = staticmethod(_k.backprop_logsumexp)
+    softmax = staticmethod(_k.softmax)
+    backprop_softmax = staticmethod(_k.backprop_softmax)
+    log_softmax = staticmethod(_k.log_softmax)
+    backprop_log_softmax = staticmethod(_k.backprop_log_softmax)
 
     # ------------------------------------------------------------------ activations
     tanh = staticmethod(_k.tanh)

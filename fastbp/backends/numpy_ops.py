@@ -19,7 +19,11 @@ Conventions (after thinc's ``Ops``):
 
 from __future__ import annotations
 
+import math
+import operator
+
 import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
 
 __all__ = ["NumpyOps"]
 
@@ -279,3 +283,134 @@ class NumpyOps:
         Wr, mr, vr = W[rows], m[rows], v[rows]
         self.adam_update(Wr, g, mr, vr, lr, beta1, beta2, eps, step)
         W[rows], m[rows], v[rows] = Wr, mr, vr
+
+    # --- reductions (issue 7) ------------------------------------------------------
+    # Single-axis ops view C-order X as (outer, n, inner), n the length of the reduced
+    # axis (axis=None: every element); sums accumulate in float64. No floating-point
+    # warnings: a row whose maximum is NaN gives NaN, +-inf maxima give that inf in
+    # logsumexp and NaN rows in softmax / log_softmax.
+    def expand(self, dY, shape, out=None, beta=0.0):
+        """``out = broadcast_to(dY, shape) + beta * out`` (the adjoint of
+        :meth:`unbroadcast`, the backward of a sum)."""
+        b = np.broadcast_to(dY, tuple(shape))
+        return _write(out, b if out is not None else np.array(b, order="C"), beta)
+
+    def reduce_max(self, X, axis=None, keepdims=False):
+        """Maximum over all elements or one axis (NaN propagates); an empty reduction
+        raises ValueError."""
+        _axis3(X, axis)
+        with np.errstate(all="ignore"):
+            return np.asarray(X.max(axis=axis, keepdims=keepdims))
+
+    def backprop_reduce_max(self, dY, X, Y, axis=None, keepdims=False, out=None, beta=0.0):
+        """Route each reduced slot's ``dY`` to the first position where ``X == Y`` (NaN
+        matching NaN, as ``np.argmax``); 0 elsewhere."""
+        x = _axis3(X, axis)
+        o, n, i = x.shape
+        y, g = _reduced_pair(dY, Y, X, axis, keepdims, (o, 1, i))
+        grad = np.zeros(x.shape, X.dtype)
+        if n and o and i:
+            hit = (x == y) | (np.isnan(x) & np.isnan(y))
+            first = hit.argmax(axis=1)[:, None, :]
+            np.put_along_axis(grad, first, np.where(hit.any(axis=1)[:, None, :], g, 0), axis=1)
+        return _write(out, grad.reshape(X.shape), beta)
+
+    def logsumexp(self, X, axis=-1, keepdims=False):
+        """``m + log(sum(exp(X - m)))`` with ``m`` the maximum; +-inf maxima give that
+        inf, an empty reduction -inf."""
+        x = _axis3(X, axis)
+        with np.errstate(all="ignore"):
+            if x.shape[1] == 0:
+                r = np.full((x.shape[0], x.shape[2]), -np.inf, X.dtype)
+            else:
+                m = x.max(axis=1)
+                fin = np.isfinite(m)
+                ms = np.where(fin, m, 0).astype(X.dtype)
+                s = np.exp(x - ms[:, None, :]).sum(axis=1, dtype=np.float64)
+                r = np.where(fin, (ms.astype(np.float64) + np.log(s)).astype(X.dtype), m)
+        return np.array(r.reshape(_reduced_shape(X, axis, keepdims)), order="C")
+
+    def backprop_logsumexp(self, dY, X, Y, axis=-1, keepdims=False, out=None, beta=0.0):
+        """``dX = dY * exp(X - Y)`` with ``dY`` and ``Y`` broadcast along the axis."""
+        x = _axis3(X, axis)
+        o, n, i = x.shape
+        y, g = _reduced_pair(dY, Y, X, axis, keepdims, (o, 1, i))
+        with np.errstate(all="ignore"):
+            grad = g * np.exp(x - y)
+        return _write(out, grad.reshape(X.shape), beta)
+
+    def softmax(self, X, axis=-1, out=None):
+        """``exp(X - m) / sum(exp(X - m))`` along ``axis``, ``m`` the maximum."""
+        x = _axis3(X, axis)
+        if X.size == 0:
+            return _write(out, np.empty(X.shape, X.dtype), 0.0)
+        with np.errstate(all="ignore"):
+            m = x.max(axis=1, keepdims=True)
+            e = np.exp(x - m)
+            inv = (1.0 / e.sum(axis=1, keepdims=True, dtype=np.float64)).astype(X.dtype)
+            r = np.where(np.isfinite(m), e * inv, X.dtype.type(np.nan))
+        return _write(out, r.reshape(X.shape), 0.0)
+
+    def backprop_softmax(self, dY, Y, axis=-1, out=None, beta=0.0):
+        """``dX = Y * (dY - sum(dY * Y, axis, keepdims=True))``, ``Y`` the saved output."""
+        y, g = _same3(dY, Y, axis)
+        with np.errstate(all="ignore"):
+            d = (g * y).sum(axis=1, keepdims=True, dtype=np.float64).astype(Y.dtype)
+            grad = y * (g - d)
+        return _write(out, grad.reshape(Y.shape), beta)
+
+    def log_softmax(self, X, axis=-1, out=None):
+        """``(X - m) - log(sum(exp(X - m)))`` along ``axis``, ``m`` the maximum."""
+        x = _axis3(X, axis)
+        if X.size == 0:
+            return _write(out, np.empty(X.shape, X.dtype), 0.0)
+        with np.errstate(all="ignore"):
+            m = x.max(axis=1, keepdims=True)
+            s = np.exp(x - m).sum(axis=1, keepdims=True, dtype=np.float64)
+            r = np.where(np.isfinite(m), (x - m) - np.log(s).astype(X.dtype),
+                         X.dtype.type(np.nan))
+        return _write(out, r.reshape(X.shape), 0.0)
+
+    def backprop_log_softmax(self, dY, Y, axis=-1, out=None, beta=0.0):
+        """``dX = dY - exp(Y) * sum(dY, axis, keepdims=True)``, ``Y`` the saved output."""
+        y, g = _same3(dY, Y, axis)
+        with np.errstate(all="ignore"):
+            s = g.sum(axis=1, keepdims=True, dtype=np.float64).astype(Y.dtype)
+            grad = g - np.exp(y) * s
+        return _write(out, grad.reshape(Y.shape), beta)
+
+
+# --- reductions (issue 7): helpers of the section above ------------------------------
+def _axis3(X, axis):
+    """The (outer, n, inner) view of C-order ``X`` for one axis (None: all elements)."""
+    if axis is None:
+        return X.reshape(1, -1, 1)
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be None or an int, got {axis!r}")
+    ax = normalize_axis_index(operator.index(axis), X.ndim)
+    s = X.shape
+    return X.reshape(math.prod(s[:ax]), s[ax], math.prod(s[ax + 1:]))
+
+
+def _reduced_shape(X, axis, keepdims):
+    if axis is None:
+        return (1,) * X.ndim if keepdims else ()
+    ax = normalize_axis_index(operator.index(axis), X.ndim)
+    return X.shape[:ax] + ((1,) if keepdims else ()) + X.shape[ax + 1:]
+
+
+def _reduced_pair(dY, Y, X, axis, keepdims, shape3):
+    want = _reduced_shape(X, axis, keepdims)
+    for a, name in ((dY, "dY"), (Y, "Y")):
+        if a.shape != want:
+            raise ValueError(f"{name} of shape {a.shape} does not match the reduced shape "
+                             f"{want} of X of shape {X.shape} (axis={axis!r}, "
+                             f"keepdims={bool(keepdims)})")
+    return Y.reshape(shape3), dY.reshape(shape3)
+
+
+def _same3(dY, Y, axis):
+    if dY.shape != Y.shape:
+        raise ValueError(f"dY of shape {dY.shape} does not match Y of shape {Y.shape}")
+    y = _axis3(Y, axis)
+    return y, dY.reshape(y.shape)
