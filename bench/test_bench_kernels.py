@@ -244,3 +244,73 @@ def test_adam_update_rows(benchmark, backend, B):
     np.testing.assert_allclose(E, E2, rtol=1e-5, atol=1e-6)
     _run(benchmark, f"adam-rows-B{B}",
          lambda: ops.adam_update_rows(E, rows, vals, m, v, 1e-6, 0.9, 0.999, 1e-8, 2))
+
+
+# ---------------------------------------------------------------- reductions / softmax
+# 1e3 and 1e6 elements, reduced over the last (contiguous) axis.
+_RED = {"1e3": (10, 100), "1e6": (1000, 1000)}
+
+
+def _red_inputs(shape):
+    rng = _rng()
+    X = _arr(rng, *shape, scale=3.0)
+    return X, _arr(rng, *shape)
+
+
+@pytest.mark.parametrize("fwd", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("size", list(_RED))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_fwd(benchmark, backend, size, fwd):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    X, _ = _red_inputs(_RED[size])
+    out = np.empty_like(X)
+    fn = lambda: getattr(ops, fwd)(X, -1, out)  # noqa: E731
+    fn()
+    np.testing.assert_allclose(out, getattr(ref, fwd)(X, -1), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"{fwd.replace('_', '-')}-fwd-{size}", fn)
+
+
+@pytest.mark.parametrize("fwd", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("size", list(_RED))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_bwd(benchmark, backend, size, fwd):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    X, dY = _red_inputs(_RED[size])
+    Y = getattr(ref, fwd)(X, -1)
+    out = np.empty_like(X)
+    bwd = "backprop_" + fwd
+    fn = lambda: getattr(ops, bwd)(dY, Y, -1, out, 0.0)  # noqa: E731
+    fn()
+    np.testing.assert_allclose(out, getattr(ref, bwd)(dY, Y, -1), rtol=1e-5, atol=1e-5)
+    _run(benchmark, f"{fwd.replace('_', '-')}-bwd-{size}", fn)
+
+
+@pytest.mark.parametrize("op", ["logsumexp", "reduce_max"])
+@pytest.mark.parametrize("size", list(_RED))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reduce_fwd(benchmark, backend, size, op):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    X, _ = _red_inputs(_RED[size])
+    fn = lambda: getattr(ops, op)(X, -1)  # noqa: E731
+    np.testing.assert_allclose(fn(), getattr(ref, op)(X, -1), rtol=1e-5, atol=1e-5)
+    _run(benchmark, f"{op.replace('_', '-')}-fwd-{size}", fn)
+
+
+@pytest.mark.parametrize("op", ["logsumexp", "reduce_max"])
+@pytest.mark.parametrize("size", list(_RED))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reduce_bwd(benchmark, backend, size, op):
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    X, _ = _red_inputs(_RED[size])
+    Y = getattr(ref, op)(X, -1)
+    dY = _arr(_rng(), *Y.shape)
+    out = np.empty_like(X)
+    bwd = "backprop_" + op
+    fn = lambda: getattr(ops, bwd)(dY, X, Y, -1, False, out, 0.0)  # noqa: E731
+    fn()
+    np.testing.assert_allclose(out, getattr(ref, bwd)(dY, X, Y, -1), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"{op.replace('_', '-')}-bwd-{size}", fn)
