@@ -825,8 +825,11 @@ cdef object _sum_into(cnp.ndarray X, const char* red, int ond, cnp.npy_intp* odi
     """out (ond, odims) = X summed over the axes flagged in red + beta out."""
     cdef int t = cnp.PyArray_TYPE(X)
     X = contig(X)
-    out = out_like(out, t, ond, odims, what)
-    same_or_apart(out, X, "out", "dY")
+    if out is not None:
+        out = out_like(out, t, ond, odims, what)
+        same_or_apart(out, X, "out", "dY")
+    else:
+        out = <cnp.ndarray>cnp.PyArray_EMPTY(ond, odims, t, 0)
     cdef Py_ssize_t g[MAXD]
     cdef bint last
     cdef Call c
