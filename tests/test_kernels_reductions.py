@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import pytest
 import scipy.special as sps
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp_ext._kernels as K
 import fastbp_ext._reductions as R
@@ -142,6 +144,29 @@ def test_reduce_sum_axis_errors():
             K.reduce_sum(X, bad)
     with pytest.raises(TypeError, match="float32 or float64"):
         K.reduce_sum(np.ones(3, np.int64))
+
+
+# ------------------------------------------------------------------ random N-d patterns
+_SHAPES = st.lists(st.integers(0, 4), min_size=0, max_size=5).map(tuple)
+
+
+@settings(max_examples=150, deadline=None)
+@given(shape=_SHAPES, data=st.data())
+def test_sum_unbroadcast_expand_random_patterns(shape, data):
+    """Any subset of axes (the generic group walk included), as numpy."""
+    dt = data.draw(st.sampled_from(DTYPES))
+    X = rnd(shape, dt, seed=data.draw(st.integers(0, 99)))
+    nd = len(shape)
+    axes = tuple(data.draw(st.sets(st.integers(0, nd - 1))) if nd else ())
+    keepdims = data.draw(st.booleans())
+    close(K.reduce_sum(X, axes, keepdims),
+          X.astype(np.float64).sum(axis=axes, keepdims=keepdims), dt, 10)
+    # a shape that broadcasts to X.shape: drop leading axes, set others to 1
+    lead = data.draw(st.integers(0, nd))
+    small = tuple(1 if data.draw(st.booleans()) else n for n in shape[lead:])
+    close(K.unbroadcast(X, small), _unbroadcast_ref(X, small), dt, 10)
+    d = rnd(small, dt, seed=1)
+    close(K.expand(d, shape), np.broadcast_to(d, shape), dt)
 
 
 # ============================================================================ unbroadcast
