@@ -1,6 +1,7 @@
 """Per-kernel micro-benchmarks: the backend ops of one training step, cython against the
 numpy reference backend, float32, with the shapes of the ``lecture`` config (and the
-``large`` one for the memory-bound optimiser updates).
+``large`` one for the memory-bound optimiser updates); the reductions / softmax groups
+use 1e3 and 1e6 elements ((10, 100) and (1000, 1000), over the last axis).
 
 One group per kernel and size (``pytest bench/test_bench_kernels.py
 --benchmark-group-by=group``), e.g. ``tanh-fwd-B256`` holds ``[cython]`` and ``[numpy]``.
