@@ -36,7 +36,8 @@ from fastbp_ext._simd cimport fastbp_vexp_f, fastbp_vexp_d
 from fastbp_ext._simd_red cimport (
     fastbp_vmax_f, fastbp_vmax_d, fastbp_expsum_f, fastbp_expsum_d, fastbp_expsum_ns_f,
     fastbp_expsum_ns_d, fastbp_dot_f, fastbp_dot_d, fastbp_lsm_bwd_f, fastbp_lsm_bwd_d,
-    fastbp_sm_bwd_f, fastbp_sm_bwd_d, fastbp_lse_bwd_f, fastbp_lse_bwd_d,
+    fastbp_sm_bwd_f, fastbp_sm_bwd_d, fastbp_lse_bwd_f, fastbp_lse_bwd_d, fastbp_colmax_f,
+    fastbp_colmax_d, fastbp_colfirst_f, fastbp_colfirst_d,
 )
 
 import operator
@@ -167,13 +168,14 @@ cdef void col_max(Py_ssize_t n, Py_ssize_t inner,
                   floating* m,             # OUT (inner,) column maxima, NaN propagates
                   ) noexcept nogil:
     cdef Py_ssize_t i, j
-    cdef floating v, ninf = -INFINITY
+    cdef floating ninf = -INFINITY
     for j in range(inner):
         m[j] = ninf
     for i in range(n):
-        for j in range(inner):
-            v = x[i * inner + j]
-            m[j] = v if (v > m[j] or v != v) else m[j]
+        if floating is float:
+            fastbp_colmax_f(x + i * inner, m, inner)
+        else:
+            fastbp_colmax_d(x + i * inner, m, inner)
 
 
 # ---------------------------------------------------------------- group walks
@@ -365,35 +367,31 @@ cdef int k_max_bwd(floating* out, Call* c) noexcept nogil:
     cdef const floating* dY = <const floating*>c.a[0]
     cdef const floating* X = <const floating*>c.a[1]
     cdef const floating* Y = <const floating*>c.a[2]
-    cdef Py_ssize_t outer = c.n[0], n = c.n[1], inner = c.n[2], o, i, j, left
+    cdef Py_ssize_t outer = c.n[0], n = c.n[1], inner = c.n[2], o, i, j, off
     cdef floating beta = <floating>c.s[0]
-    cdef const floating* xr
-    cdef floating* orow
-    cdef char* found
+    cdef int acc = beta != 0
+    cdef floating* found
     if n == 0 or outer == 0 or inner == 0:
         return 0
     if inner == 1:
         for o in range(outer):
             _max_bwd_row(X + o * n, dY[o], Y[o], out + o * n, n, beta)
         return 0
-    found = <char*>malloc(inner)
+    # branch-free column walk: found[j] marks the columns already routed
+    found = <floating*>malloc(inner * sizeof(floating))
     if found == NULL:
         return KERR_NOMEM
     for o in range(outer):
-        orow = out + o * n * inner
-        if beta == 0:
-            memset(orow, 0, n * inner * sizeof(floating))
-        memset(found, 0, inner)
-        left = inner
+        for j in range(inner):
+            found[j] = 0
         for i in range(n):
-            xr = X + (o * n + i) * inner
-            for j in range(inner):
-                if not found[j] and _is(xr[j], Y[o * inner + j]):
-                    found[j] = 1
-                    left -= 1
-                    orow[i * inner + j] = orow[i * inner + j] + dY[o * inner + j]
-            if left == 0:
-                break
+            off = (o * n + i) * inner
+            if floating is float:
+                fastbp_colfirst_f(X + off, Y + o * inner, dY + o * inner, found, out + off,
+                                  inner, acc)
+            else:
+                fastbp_colfirst_d(X + off, Y + o * inner, dY + o * inner, found, out + off,
+                                  inner, acc)
     free(found)
     return 0
 

@@ -79,4 +79,27 @@ FASTBP_CLONES static void NAME(const T *x, T g, T y, T *out, Py_ssize_t n, int a
 FASTBP_LSE_BWD(fastbp_lse_bwd_f, float, expf)
 FASTBP_LSE_BWD(fastbp_lse_bwd_d, double, exp)
 
+/* Column loops (a row of ``n`` columns at a time, for the reductions over a middle axis):
+ * m = max(m, x) per column, NaN sticky (as np.max) */
+#define FASTBP_COLMAX(NAME, T) \
+FASTBP_CLONES static void NAME(const T *restrict x, T *restrict m, Py_ssize_t n) { \
+    for (Py_ssize_t j = 0; j < n; j++) { const T v = x[j], c = m[j]; \
+        m[j] = ((v > c) | (v != v)) ? v : c; } }
+FASTBP_COLMAX(fastbp_colmax_f, float)
+FASTBP_COLMAX(fastbp_colmax_d, double)
+
+/* backprop_reduce_max over a middle axis, one row: the columns not yet routed (found
+ * == 0) whose x equals y (NaN matching NaN) get g; out = that (+ out when acc) */
+#define FASTBP_COLFIRST(NAME, T) \
+FASTBP_CLONES static void NAME(const T *restrict x, const T *restrict y, const T *restrict g, \
+                               T *restrict found, T *restrict out, Py_ssize_t n, int acc) { \
+    if (acc) { for (Py_ssize_t j = 0; j < n; j++) { const T v = x[j], w = y[j]; \
+        const int h = (found[j] == 0) & ((v == w) | ((v != v) & (w != w))); \
+        out[j] = out[j] + (h ? g[j] : (T)0); found[j] = h ? (T)1 : found[j]; } } \
+    else { for (Py_ssize_t j = 0; j < n; j++) { const T v = x[j], w = y[j]; \
+        const int h = (found[j] == 0) & ((v == w) | ((v != v) & (w != w))); \
+        out[j] = h ? g[j] : (T)0; found[j] = h ? (T)1 : found[j]; } } }
+FASTBP_COLFIRST(fastbp_colfirst_f, float)
+FASTBP_COLFIRST(fastbp_colfirst_d, double)
+
 #endif /* FASTBP_SIMD_RED_H */

@@ -22,3 +22,9 @@ cdef extern from "_simd_red.h" nogil:
     void fastbp_lse_bwd_f(const float* x, float g, float y, float* out, Py_ssize_t n, int acc)
     void fastbp_lse_bwd_d(const double* x, double g, double y, double* out, Py_ssize_t n,
                           int acc)
+    void fastbp_colmax_f(const float* x, float* m, Py_ssize_t n)
+    void fastbp_colmax_d(const double* x, double* m, Py_ssize_t n)
+    void fastbp_colfirst_f(const float* x, const float* y, const float* g, float* found,
+                           float* out, Py_ssize_t n, int acc)
+    void fastbp_colfirst_d(const double* x, const double* y, const double* g, double* found,
+                           double* out, Py_ssize_t n, int acc)
