@@ -276,12 +276,12 @@ def copy_into(cnp.ndarray src not None, cnp.ndarray out not None, double beta=0.
             f"{shape_of(out, True)} for shape {shape_of(out)} and dtype {out.dtype}")
     cdef int nd = cnp.PyArray_NDIM(out), i
     cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(out)
+    if cnp.PyArray_SIZE(out) == 0:
+        return out
     for i in range(nd):
         if cnp.PyArray_DIMS(out)[i] > 1 and cnp.PyArray_STRIDES(out)[i] == 0:
             raise ValueError(
                 f"out has repeated elements (stride 0 along axis {i}); it cannot be written")
-    if cnp.PyArray_SIZE(out) == 0:
-        return out
     cdef cnp.ndarray s = src
     if not (cnp.PyArray_ISALIGNED(src) and cnp.PyArray_ISNOTSWAPPED(src)
             and _elem_strides(src)):
