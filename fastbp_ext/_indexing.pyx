@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memset
 
 from fastbp_ext._common cimport (
     floating, Call, Kernel, launch, call_dtype, ftype, same_type, contig, out_like,
-    writable, overlap, shape_of, same_shape, check_beta, index_array, dim, threads_for,
+    writable, overlap, shape_of, same_shape, check_beta, index_array, dim, threads_for, good,
     put, PAR_COPY, PAR_ARITH, KERR_INDEX,
 )
 
@@ -38,6 +38,7 @@ cdef enum:
     CHUNK = 256      # positions whose row numbers are computed in one batch
     SMALL = 16       # blocks shorter than this are copied by a loop, not memcpy
     NSTACK = 64      # inputs of a concatenation described on the wrapper's stack
+    TILE = 32        # tile edge of a transposing copy
 
 
 # ==================================================================================
@@ -145,6 +146,34 @@ cdef void _line_par(Py_ssize_t n, const floating* s, floating* o, floating beta,
             _line(chunk if lo + chunk <= n else n - lo, s + lo, 1, o + lo, 1, beta)
 
 
+cdef void _tiles(Py_ssize_t n0, Py_ssize_t n1,
+                 const floating* s, Py_ssize_t s0, Py_ssize_t s1,   # IN  (n0, n1), strides
+                 floating* o, Py_ssize_t o0, Py_ssize_t o1,          # OUT (n0, n1), strides
+                 floating beta) noexcept nogil:
+    """A 2-D strided copy by TILE x TILE tiles (a transpose without cache thrashing)."""
+    cdef Py_ssize_t i0, j0, i1, j1, i, j
+    cdef const floating* sr
+    cdef floating* orow
+    cdef Py_ssize_t T = TILE
+    i0 = 0
+    while i0 < n0:
+        i1 = i0 + T if i0 + T < n0 else n0
+        j0 = 0
+        while j0 < n1:
+            j1 = j0 + T if j0 + T < n1 else n1
+            for i in range(i0, i1):
+                sr = s + i * s0
+                orow = o + i * o0
+                if o1 == 1:
+                    for j in range(j0, j1):
+                        orow[j] = put(sr[j * s1], orow[j], beta)
+                else:
+                    for j in range(j0, j1):
+                        orow[j * o1] = put(sr[j * s1], orow[j * o1], beta)
+            j0 = j1
+        i0 = i1
+
+
 cdef int k_copy_into(floating* out, Call* c) noexcept nogil:
     """out (strides of c.a[1]) = src (c.a[0]) + beta (c.s[0]) * out."""
     cdef const Strided* m = <const Strided*>c.a[1]
@@ -173,13 +202,22 @@ cdef int k_copy_into(floating* out, Call* c) noexcept nogil:
                 return 0
         _line(n, src, ss[0], out, os[0], beta)
         return 0
-    # outer dimensions 0 .. nd-2 by an odometer, the innermost as a line
+    # outer dimensions by an odometer; the innermost as a line, or the innermost two as
+    # tiles when src runs along the other one of them (a transpose: both arrays are then
+    # read / written a cache line at a time)
+    cdef bint tiled = (_abs(ss[nd - 2]) < _abs(ss[nd - 1]) and shp[nd - 2] >= TILE
+                       and shp[nd - 1] >= TILE)
+    cdef int lines = nd - 2 if tiled else nd - 1
     inner = shp[nd - 1]
-    for d in range(nd - 1):
+    for d in range(lines):
         idx[d] = 0
     while True:
-        _line(inner, src, ss[nd - 1], out, os[nd - 1], beta)
-        d = nd - 2
+        if tiled:
+            _tiles(shp[nd - 2], shp[nd - 1], src, ss[nd - 2], ss[nd - 1],
+                   out, os[nd - 2], os[nd - 1], beta)
+        else:
+            _line(inner, src, ss[nd - 1], out, os[nd - 1], beta)
+        d = lines - 1
         while d >= 0:
             idx[d] += 1
             src += ss[d]
@@ -514,11 +552,17 @@ cdef tuple _index_arrays(object index, Py_ssize_t ndim, str target):
         raise TypeError(
             f"index must be a tuple of integer arrays, got {type(index).__name__}")
     cdef Py_ssize_t k = len(index), j
+    cdef int it
     if k == 0:
         raise ValueError("index must hold at least one integer array")
     arrays = []
     for j in range(k):
         a = index[j]
+        if cnp.PyArray_Check(a):
+            it = cnp.PyArray_TYPE(<cnp.ndarray>a)
+            if (it == cnp.NPY_INT64 or it == cnp.NPY_INT32) and good(<cnp.ndarray>a):
+                arrays.append(a)      # read directly (the common case: no Python work)
+                continue
         if not cnp.PyArray_Check(a):
             raise TypeError(
                 f"index[{j}] must be a numpy integer array, got {type(a).__name__}")
@@ -533,10 +577,10 @@ cdef tuple _index_arrays(object index, Py_ssize_t ndim, str target):
     return tuple(arrays)
 
 
-cdef tuple _fill_gidx(Gidx* g, tuple arrays, cnp.npy_intp* shape, int ndim):
-    """Describe the gather of ``arrays`` on the leading axes of ``shape`` in ``g``;
-    returns the broadcast index shape (IndexError naming the shapes if the index arrays
-    do not broadcast, numpy's message)."""
+cdef int _fill_gidx(Gidx* g, tuple arrays, cnp.npy_intp* shape, int ndim) except -1:
+    """Describe the gather of ``arrays`` on the leading axes of ``shape`` in ``g``
+    (IndexError naming the shapes if the index arrays do not broadcast, numpy's
+    message)."""
     cdef Py_ssize_t k = len(arrays), j, d, dj, nb = 0, nj, sz, st, b
     cdef cnp.ndarray a
     for j in range(k):
@@ -588,7 +632,7 @@ cdef tuple _fill_gidx(Gidx* g, tuple arrays, cnp.npy_intp* shape, int ndim):
     for j in range(k - 1, -1, -1):
         g.mult[j] = b
         b *= shape[j]
-    return tuple([g.bshape[d] for d in range(nb)])
+    return 0
 
 
 cdef int _launch_indexed(const Kernel* K, Call* c, tuple arrays, cnp.npy_intp* shape) except -1:
@@ -642,7 +686,7 @@ def gather(cnp.ndarray X not None, index, cnp.ndarray out=None):
     cdef tuple arrays = _index_arrays(index, xnd, "array")
     cdef Gidx g
     cdef cnp.npy_intp* xs = cnp.PyArray_DIMS(X)
-    cdef tuple bshape = _fill_gidx(&g, arrays, xs, xnd)
+    _fill_gidx(&g, arrays, xs, xnd)
     cdef cnp.npy_intp dims[MAXD + GMAX]
     cdef int nb = <int>g.nb, k = <int>g.k
     for i in range(nb):
@@ -709,7 +753,8 @@ def backprop_gather(cnp.ndarray dY not None, index, shape, cnp.ndarray out=None,
         dims[i] = shp[i]
     cdef tuple arrays = _index_arrays(index, nd, "the gathered array")
     cdef Gidx g
-    cdef tuple bshape = _fill_gidx(&g, arrays, dims, nd)
+    _fill_gidx(&g, arrays, dims, nd)
+    cdef tuple bshape = tuple([g.bshape[i] for i in range(g.nb)])
     if shape_of(dY) != bshape + shp[g.k:]:
         raise ValueError(f"dY has shape {shape_of(dY)} but gathering index arrays of "
                          f"broadcast shape {bshape} from shape {shp} gives "
