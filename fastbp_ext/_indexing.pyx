@@ -543,7 +543,7 @@ cdef str _fmt_shape(tuple s):
     return "(" + ",".join([str(x) for x in s]) + ("," if len(s) == 1 else "") + ")"
 
 
-cdef tuple _index_arrays(object index, Py_ssize_t ndim, str target):
+cdef tuple _index_arrays(object index, Py_ssize_t ndim, cnp.npy_intp* shape, str target):
     """The index arrays as a tuple of C-contiguous int32/int64 arrays (TypeError for
     non-integer ones, IndexError if there are more than ``ndim``)."""
     if cnp.PyArray_Check(index):
@@ -555,25 +555,32 @@ cdef tuple _index_arrays(object index, Py_ssize_t ndim, str target):
     cdef int it
     if k == 0:
         raise ValueError("index must hold at least one integer array")
-    arrays = []
     for j in range(k):
         a = index[j]
-        if cnp.PyArray_Check(a):
-            it = cnp.PyArray_TYPE(<cnp.ndarray>a)
-            if (it == cnp.NPY_INT64 or it == cnp.NPY_INT32) and good(<cnp.ndarray>a):
-                arrays.append(a)      # read directly (the common case: no Python work)
-                continue
         if not cnp.PyArray_Check(a):
             raise TypeError(
                 f"index[{j}] must be a numpy integer array, got {type(a).__name__}")
-        if (<cnp.ndarray>a).dtype.kind not in "iu":
+        it = cnp.PyArray_TYPE(<cnp.ndarray>a)
+        if not (it == cnp.NPY_INT64 or it == cnp.NPY_INT32) and a.dtype.kind not in "iu":
             raise TypeError(f"index[{j}] must be an integer array, got dtype {a.dtype}")
-        arrays.append(index_array(a, f"index[{j}]"))
     if k > ndim:
         raise IndexError(f"too many indices for array: {target} is {ndim}-dimensional, "
                          f"but {k} were indexed")
     if k > GMAX:
         raise ValueError(f"at most {GMAX} index arrays are supported, got {k}")
+    arrays = []
+    for j in range(k):
+        a = index[j]
+        it = cnp.PyArray_TYPE(<cnp.ndarray>a)
+        if (it == cnp.NPY_INT64 or it == cnp.NPY_INT32) and good(<cnp.ndarray>a):
+            arrays.append(a)      # read directly (the common case: no Python work)
+            continue
+        if a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size:
+            big = a.max()
+            if big > 9223372036854775807:   # numpy would wrap it to a negative index
+                raise IndexError(
+                    f"index {big} is out of bounds for axis {j} with size {shape[j]}")
+        arrays.append(index_array(a, f"index[{j}]"))
     return tuple(arrays)
 
 
@@ -683,7 +690,7 @@ def gather(cnp.ndarray X not None, index, cnp.ndarray out=None):
     """
     cdef int t = ftype(X, "X")
     cdef int xnd = cnp.PyArray_NDIM(X), i
-    cdef tuple arrays = _index_arrays(index, xnd, "array")
+    cdef tuple arrays = _index_arrays(index, xnd, cnp.PyArray_DIMS(X), "array")
     cdef Gidx g
     cdef cnp.npy_intp* xs = cnp.PyArray_DIMS(X)
     _fill_gidx(&g, arrays, xs, xnd)
@@ -751,7 +758,7 @@ def backprop_gather(cnp.ndarray dY not None, index, shape, cnp.ndarray out=None,
     cdef cnp.npy_intp dims[MAXD]
     for i in range(nd):
         dims[i] = shp[i]
-    cdef tuple arrays = _index_arrays(index, nd, "the gathered array")
+    cdef tuple arrays = _index_arrays(index, nd, dims, "the gathered array")
     cdef Gidx g
     _fill_gidx(&g, arrays, dims, nd)
     cdef tuple bshape = tuple([g.bshape[i] for i in range(g.nb)])

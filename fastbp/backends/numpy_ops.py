@@ -63,7 +63,7 @@ def _ix_check_beta(beta):
         raise ValueError(f"beta must be 0.0 or 1.0, got {beta!r}")
 
 
-def _ix_index_tuple(index, ndim, target):
+def _ix_index_tuple(index, shape, target):
     """A gather index as a tuple of integer arrays (a single array means k = 1)."""
     if isinstance(index, np.ndarray):
         index = (index,)
@@ -71,6 +71,7 @@ def _ix_index_tuple(index, ndim, target):
         raise TypeError(f"index must be a tuple of integer arrays, got {type(index).__name__}")
     if not index:
         raise ValueError("index must hold at least one integer array")
+    ndim = len(shape)
     for j, i in enumerate(index):
         if not isinstance(i, np.ndarray):
             raise TypeError(f"index[{j}] must be a numpy integer array, got {type(i).__name__}")
@@ -79,6 +80,12 @@ def _ix_index_tuple(index, ndim, target):
     if len(index) > ndim:
         raise IndexError(f"too many indices for array: {target} is {ndim}-dimensional, "
                          f"but {len(index)} were indexed")
+    for j, i in enumerate(index):
+        if i.dtype.kind == "u" and i.dtype.itemsize == 8 and i.size:
+            big = i.max()
+            if big > np.iinfo(np.int64).max:  # numpy would wrap it to a negative index
+                raise IndexError(f"index {big} is out of bounds for axis {j} with size "
+                                 f"{shape[j]}")
     return tuple(index)
 
 
@@ -340,7 +347,7 @@ class NumpyOps:
         """``X[index]``: ``index`` a tuple of k integer arrays (any integer dtype, numpy
         broadcasting among them) on the leading k axes; negative indices count from the
         end; IndexError naming an index out of bounds."""
-        index = _ix_index_tuple(index, X.ndim, "array")
+        index = _ix_index_tuple(index, X.shape, "array")
         result = X[index]
         if out is not None:
             _ix_same_dtype(out, "out", X, "X")
@@ -353,7 +360,7 @@ class NumpyOps:
         """The adjoint of :meth:`gather`: zeros of ``shape`` with ``dY`` scatter-added at
         ``index`` (repeated indices accumulate, ``np.add.at``), plus ``beta * out``."""
         shape = tuple(int(s) for s in shape)
-        index = _ix_index_tuple(index, len(shape), "the gathered array")
+        index = _ix_index_tuple(index, shape, "the gathered array")
         try:
             bshape = np.broadcast_shapes(*(i.shape for i in index))
         except ValueError:
