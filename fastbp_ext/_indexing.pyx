@@ -788,15 +788,13 @@ def backprop_gather(cnp.ndarray dY not None, index, shape, cnp.ndarray out=None,
 # ==================================================================================
 # concatenate
 # ==================================================================================
-cdef int k_concatenate(floating* out, Call* c) noexcept nogil:
-    """out (outer, row) = the inputs c.a[0][i] (outer, blk[i]) side by side; blk is c.a[1],
-    the number of inputs c.n[0], outer c.n[1], row = sum(blk) c.n[2]."""
-    cdef void** src = <void**>c.a[0]
-    cdef const Py_ssize_t* blk = <const Py_ssize_t*>c.a[1]
-    cdef Py_ssize_t na = c.n[0], outer = c.n[1], row = c.n[2], o, i, e, b
+cdef void _concat_rows(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t na, void** src,
+                       const Py_ssize_t* blk, Py_ssize_t row, floating* out) noexcept nogil:
+    """Rows lo .. hi-1 of the (outer, row) result."""
+    cdef Py_ssize_t o, i, e, b
     cdef floating* dst
     cdef const floating* s
-    for o in range(outer):
+    for o in range(lo, hi):
         dst = out + o * row
         for i in range(na):
             b = blk[i]
@@ -807,6 +805,44 @@ cdef int k_concatenate(floating* out, Call* c) noexcept nogil:
                 for e in range(b):
                     dst[e] = s[e]
             dst += b
+
+
+cdef void _copy_par(floating* dst, const floating* s, Py_ssize_t n, int nt) noexcept nogil:
+    """memcpy of n elements split over nt threads."""
+    cdef Py_ssize_t c, lo, chunk = (n + nt - 1) // nt
+    for c in prange(nt, num_threads=nt, schedule='static'):
+        lo = c * chunk
+        if lo < n:
+            memcpy(dst + lo, s + lo, (chunk if lo + chunk <= n else n - lo) * sizeof(floating))
+
+
+cdef int k_concatenate(floating* out, Call* c) noexcept nogil:
+    """out (outer, row) = the inputs c.a[0][i] (outer, blk[i]) side by side; blk is c.a[1],
+    the number of inputs c.n[0], outer c.n[1], row = sum(blk) c.n[2]."""
+    cdef void** src = <void**>c.a[0]
+    cdef const Py_ssize_t* blk = <const Py_ssize_t*>c.a[1]
+    cdef Py_ssize_t na = c.n[0], outer = c.n[1], row = c.n[2], o, i, lo, chunk, ch
+    cdef floating* dst
+    cdef int nt = threads_for(outer * row * <Py_ssize_t>sizeof(floating), PAR_COPY)
+    if nt > 1 and outer >= 4 * nt:      # whole rows per thread
+        chunk = (outer + nt - 1) // nt
+        for ch in prange(nt, num_threads=nt, schedule='static'):
+            lo = ch * chunk
+            if lo < outer:
+                _concat_rows(lo, lo + chunk if lo + chunk <= outer else outer, na, src, blk,
+                             row, out)
+        return 0
+    if nt > 1:                          # few long rows: split each block's copy
+        for o in range(outer):
+            dst = out + o * row
+            for i in range(na):
+                if blk[i] * <Py_ssize_t>sizeof(floating) >= 2 * 262144:
+                    _copy_par(dst, <const floating*>src[i] + o * blk[i], blk[i], nt)
+                else:
+                    memcpy(dst, <const floating*>src[i] + o * blk[i], blk[i] * sizeof(floating))
+                dst += blk[i]
+        return 0
+    _concat_rows(0, outer, na, src, blk, row, out)
     return 0
 
 
