@@ -26,6 +26,8 @@ from fastbp_ext._common cimport (
     put, PAR_COPY, PAR_ARITH, KERR_INDEX,
 )
 
+import operator
+
 import numpy as np
 
 cnp.import_array()
@@ -749,7 +751,7 @@ def backprop_gather(cnp.ndarray dY not None, index, shape, cnp.ndarray out=None,
     """
     cdef int t = ftype(dY, "dY")
     try:
-        shp = tuple([int(s) for s in shape])
+        shp = tuple([operator.index(s) for s in shape])
     except TypeError:
         raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
     cdef int nd = len(shp), i

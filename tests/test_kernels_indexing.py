@@ -289,10 +289,14 @@ def test_backprop_gather_errors():
     buf = np.zeros(6)
     with pytest.raises(ValueError, match="shares memory"):
         K.backprop_gather(buf[:3], (i,), (3,), buf[1:4], 0.0)
-    with pytest.raises(ValueError):
-        K.backprop_gather(dY, (i,), (-3,))
-    with pytest.raises(TypeError):
-        K.backprop_gather(dY, (i,), 3)
+    for ops in (K, NP):
+        with pytest.raises(ValueError):
+            ops.backprop_gather(dY, (i,), (-3,))
+        with pytest.raises(TypeError):
+            ops.backprop_gather(dY, (i,), 3)
+        with pytest.raises(TypeError):
+            ops.backprop_gather(dY, (i,), (3.0,))
+    np.testing.assert_array_equal(K.backprop_gather(dY, (i,), np.array([3])), dY)
 
 
 # ====================================================================== copy_into

@@ -19,6 +19,8 @@ Conventions (after thinc's ``Ops``):
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 __all__ = ["NumpyOps"]
@@ -359,7 +361,12 @@ class NumpyOps:
     def backprop_gather(self, dY, index, shape, out=None, beta=0.0):
         """The adjoint of :meth:`gather`: zeros of ``shape`` with ``dY`` scatter-added at
         ``index`` (repeated indices accumulate, ``np.add.at``), plus ``beta * out``."""
-        shape = tuple(int(s) for s in shape)
+        try:
+            shape = tuple(operator.index(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+        if any(s < 0 for s in shape):
+            raise ValueError(f"invalid shape {shape}")
         index = _ix_index_tuple(index, shape, "the gathered array")
         try:
             bshape = np.broadcast_shapes(*(i.shape for i in index))
