@@ -9,7 +9,8 @@ bounds checks of the indices: a compiled plan replays it with new ids), and a va
 
 * ``copy_into``: N-d strided copy/accumulate, both sides with any strides (negative too);
   dimensions are flipped to positive output strides, sorted and collapsed, so contiguous
-  data is one ``memcpy`` (or one vector loop with ``beta == 1``).
+  data is one ``memcpy`` (or one vector loop with ``beta == 1``); a transposing copy goes
+  by 32 x 32 tiles.
 * ``gather`` / ``backprop_gather``: leading-axes advanced indexing (``X[i0, i1, ...]``,
   the index arrays broadcast together) as a gather of contiguous blocks of
   ``prod(X.shape[k:])`` elements, and its serial scatter-add adjoint.
