@@ -23,7 +23,7 @@ from libc.string cimport memcpy, memset
 
 from fastbp_ext._common cimport (
     floating, Call, Kernel, launch, call_dtype, ftype, same_type, contig, out_like,
-    writable, overlap, shape_of, same_shape, check_beta, index_array, dim, threads_for, good,
+    overlap, shape_of, same_shape, check_beta, index_array, dim, threads_for, good,
     put, PAR_COPY, PAR_ARITH, KERR_INDEX,
 )
 

@@ -48,11 +48,6 @@ def misaligned(x):
     return y
 
 
-def both(fn):
-    """fn(ops) for the kernels and the reference: the same exception type (or result)."""
-    return [fn(K), fn(NP)]
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(7)
