@@ -323,19 +323,19 @@ def copy_into(cnp.ndarray src not None, cnp.ndarray out not None, double beta=0.
         if cnp.PyArray_DIMS(out)[i] > 1 and cnp.PyArray_STRIDES(out)[i] == 0:
             raise ValueError(
                 f"out has repeated elements (stride 0 along axis {i}); it cannot be written")
-    cdef cnp.ndarray s = src
-    if not (cnp.PyArray_ISALIGNED(src) and cnp.PyArray_ISNOTSWAPPED(src)
-            and _elem_strides(src)):
-        s = contig(src)
     cdef char *slo
     cdef char *shi
     cdef char *olo
     cdef char *ohi
-    if s is src and not _same_layout(src, out):
+    if not _same_layout(src, out):
         _extent(src, &slo, &shi)
         _extent(out, &olo, &ohi)
         if slo < ohi and olo < shi and np.shares_memory(src, out):
             raise ValueError("out partly overlaps src; use the same array or a separate buffer")
+    cdef cnp.ndarray s = src
+    if not (cnp.PyArray_ISALIGNED(src) and cnp.PyArray_ISNOTSWAPPED(src)
+            and _elem_strides(src)):
+        s = contig(src)
     cdef Strided m
     m.nd = nd
     for i in range(nd):

@@ -382,6 +382,10 @@ def test_copy_into_errors():
             ops.copy_into(x[::-1], x)
         with pytest.raises(ValueError, match="overlaps"):
             ops.copy_into(x[:5], x[::2])
+        raw = np.zeros(81, np.uint8)
+        m = raw[1:].view(np.float64)  # misaligned (copied by the kernel), overlapping out
+        with pytest.raises(ValueError, match="overlaps"):
+            ops.copy_into(m[:5], raw[:80].view(np.float64)[2:7])
         with pytest.raises(ValueError, match="shape"):
             ops.copy_into(np.ones(3), np.ones(4))
         with pytest.raises(ValueError, match="shape"):
@@ -442,6 +446,22 @@ def test_concatenate_layouts_and_many(dt, rng):
     one = [a(rng, (1000, 1000), dt)]
     np.testing.assert_array_equal(K.concatenate(one + one, 0), np.concatenate(one + one, 0))
     np.testing.assert_array_equal(K.concatenate([x[0]], 0), x[0])
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("nt", [1, 2])
+def test_concatenate_large_threads(dt, nt, rng):
+    """Above the copy threshold: rows split over threads (axis 1), or each long block's
+    copy split (axis 0)."""
+    parts = [a(rng, (2000, 300), dt), a(rng, (2000, 7), dt), a(rng, (2000, 293), dt)]
+    old = K.get_num_threads()
+    try:
+        K.set_num_threads(nt)
+        np.testing.assert_array_equal(K.concatenate(parts, 1), np.concatenate(parts, 1))
+        tall = [p.T.copy() for p in parts]
+        np.testing.assert_array_equal(K.concatenate(tall, 0), np.concatenate(tall, 0))
+    finally:
+        K.set_num_threads(old)
 
 
 def test_concatenate_errors():
