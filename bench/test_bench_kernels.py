@@ -315,3 +315,111 @@ def test_reduce_bwd(benchmark, backend, size, op):
     fn()
     np.testing.assert_allclose(out, getattr(ref, bwd)(dY, X, Y, -1), rtol=1e-5, atol=1e-6)
     _run(benchmark, f"{op.replace('_', '-')}-bwd-{size}", fn)
+
+# ---------------------------------------------------------------- indexing (issue 7)
+# The indexing kernels against the numpy reference backend (X[idx], np.add.at,
+# np.concatenate, np.copyto) at ~1e3 and ~1e6 elements moved.
+_IX_SIZES = {"1e3": 1_000, "1e6": 1_000_000}
+_IX_D = 100  # width of a gathered row
+
+
+def _ix_rows(rng, size):
+    n = _IX_SIZES[size] // _IX_D
+    X = _arr(rng, 2 * n, _IX_D)
+    return X, rng.integers(0, 2 * n, n).astype(np.intp)
+
+
+def _ix_pairs(rng, size):
+    side = 1000 if size == "1e6" else 256
+    M = _arr(rng, side, side)
+    n = _IX_SIZES[size]
+    return M, (rng.integers(0, side, n).astype(np.intp), rng.integers(0, side, n).astype(np.intp))
+
+
+@pytest.mark.parametrize("size", list(_IX_SIZES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gather_rows(benchmark, backend, size):
+    ops = _ops(backend)
+    X, idx = _ix_rows(_rng(), size)
+    np.testing.assert_array_equal(ops.gather(X, (idx,)), X[idx])
+    _run(benchmark, f"gather-rows-{size}", lambda: ops.gather(X, (idx,)))
+
+
+@pytest.mark.parametrize("size", list(_IX_SIZES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gather_pairs(benchmark, backend, size):
+    """``x[rows, cols]``: one element per (row, col) pair."""
+    ops = _ops(backend)
+    M, index = _ix_pairs(_rng(), size)
+    np.testing.assert_array_equal(ops.gather(M, index), M[index])
+    _run(benchmark, f"gather-pairs-{size}", lambda: ops.gather(M, index))
+
+
+@pytest.mark.parametrize("B", [256])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gather_pairs_logp(benchmark, backend, B):
+    """The loss pick ``logp[np.arange(B), y]`` on a (B, C=256) matrix."""
+    ops = _ops(backend)
+    rng = _rng()
+    logp = _arr(rng, B, 256)
+    index = (np.arange(B), rng.integers(0, 256, B))
+    np.testing.assert_array_equal(ops.gather(logp, index), logp[index])
+    _run(benchmark, f"gather-pairs-logp-B{B}", lambda: ops.gather(logp, index))
+
+
+@pytest.mark.parametrize("kind", ["rows", "pairs"])
+@pytest.mark.parametrize("size", list(_IX_SIZES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backprop_gather(benchmark, backend, size, kind):
+    ops = _ops(backend)
+    rng = _rng()
+    if kind == "rows":
+        X, idx = _ix_rows(rng, size)
+        index = (idx,)
+    else:
+        X, index = _ix_pairs(rng, size)
+    dY = _arr(rng, *np.broadcast_shapes(*(i.shape for i in index)), *X.shape[len(index):])
+    out = np.empty_like(X)
+    fn = lambda: ops.backprop_gather(dY, index, X.shape, out, 0.0)  # noqa: E731
+    fn()
+    ref = np.zeros_like(X)
+    np.add.at(ref, index, dY)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    _run(benchmark, f"backprop-gather-{kind}-{size}", fn)
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "slice", "transpose"])
+@pytest.mark.parametrize("size", list(_IX_SIZES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_copy_into(benchmark, backend, size, kind):
+    """``out[...] = src + out`` into a gradient buffer: whole, a column slice of a wider
+    buffer (the backward of slicing), or from a transposed src (of a transpose)."""
+    ops = _ops(backend)
+    rng = _rng()
+    n = int(round(np.sqrt(_IX_SIZES[size])))
+    buf = _arr(rng, n, 2 * n)
+    src = _arr(rng, n, n)
+    if kind == "contiguous":
+        out = _arr(rng, n, n)
+    elif kind == "slice":
+        out = buf[:, n // 2: n // 2 + n]
+    else:
+        out, src = _arr(rng, n, n), src.T
+    expect = out + src
+    ops.copy_into(src, out, 1.0)
+    np.testing.assert_allclose(out, expect, rtol=1e-6, atol=1e-6)
+    _run(benchmark, f"copy-into-{kind}-{size}", lambda: ops.copy_into(src, out, 1.0))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("size", list(_IX_SIZES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concatenate(benchmark, backend, size, axis):
+    ops = _ops(backend)
+    rng = _rng()
+    n = int(round(np.sqrt(_IX_SIZES[size] / 2)))
+    arrays = [_arr(rng, n, n), _arr(rng, n, n // 2), _arr(rng, n, n - n // 2)]
+    if axis == 0:
+        arrays = [x.T.copy() for x in arrays]
+    np.testing.assert_array_equal(ops.concatenate(arrays, axis), np.concatenate(arrays, axis))
+    _run(benchmark, f"concatenate-axis{axis}-{size}", lambda: ops.concatenate(arrays, axis))

@@ -76,3 +76,11 @@ def adam_update(W: _F, dW: _F, m: _F, v: _F, lr: float, beta1: float, beta2: flo
                 eps: float, step: int) -> None: ...
 def adam_update_rows(W: _F, rows: _I, values: _F, m: _F, v: _F, lr: float, beta1: float,
                      beta2: float, eps: float, step: int) -> None: ...
+
+# indexing (fastbp_ext/_indexing.pyx, re-exported)
+from fastbp_ext._indexing import (
+    backprop_gather as backprop_gather,
+    concatenate as concatenate,
+    copy_into as copy_into,
+    gather as gather,
+)

@@ -465,6 +465,83 @@ CASES.update({
 })
 
 
+# --- indexing (issue 7) ------------------------------------------------------------
+def _ix_ids(rng, d, shape, it=np.int64, neg=True):
+    """Ids in [-d, d) (negative ones wrap) of the given dtype; non-negative for unsigned."""
+    lo = -d if neg and np.dtype(it).kind == "i" else 0
+    return rng.integers(lo, d, shape).astype(it) if d else np.zeros(shape, it)
+
+
+def cases_copy_into(dt, rng):
+    out = []
+    for shape in [(0, 3), (), (1,), (7,), (3, 4), (2, 3, 4), (5, 1, 6)]:
+        src = _a(rng, shape, dt)
+        out.append((f"{shape}-b0", (src, np.full(shape, np.nan, dt)), {"beta": 0.0}))
+        out.append((f"{shape}-b1", (src, _a(rng, shape, dt)), {"beta": 1.0}))
+    big = _a(rng, (40, 30), dt)
+    out.append(("transposed-src", (big.T, _a(rng, (30, 40), dt)), {"beta": 1.0}))
+    out.append(("reversed-src", (big[::-1, ::-2], _a(rng, (40, 15), dt)), {}))
+    out.append(("large", (_a(rng, (300_000,), dt), _a(rng, (300_000,), dt)), {"beta": 1.0}))
+    return out
+
+
+def cases_gather(dt, rng):
+    out = []
+    X = _a(rng, (6, 5, 4), dt)
+    for it in INT_DTYPES:
+        out.append((f"rows-{np.dtype(it).name}", (X, (_ix_ids(rng, 6, (7,), it),)), {}))
+    out.append(("pairs", (X[:, :, 0].copy(), (_ix_ids(rng, 6, (9,)), _ix_ids(rng, 5, (9,)))), {}))
+    out.append(("k3", (X, (_ix_ids(rng, 6, (2, 3)), _ix_ids(rng, 5, (2, 3)),
+                           _ix_ids(rng, 4, (2, 3), np.int32))), {}))
+    out.append(("broadcast", (X, (_ix_ids(rng, 6, (4, 1)), _ix_ids(rng, 5, (3,)))), {}))
+    out.append(("broadcast-0d", (X, (_ix_ids(rng, 6, ()), _ix_ids(rng, 5, (2, 3)))), {}))
+    out.append(("repeated", (X, (np.array([1, 1, 1, -1]),)), {}))
+    out.append(("empty", (X, (np.zeros(0, np.int64),)), {}))
+    out.append(("empty-axis", (np.zeros((0, 3), dt), (np.zeros((2, 0), np.int32),)), {}))
+    out.append(("out", (X, (_ix_ids(rng, 6, (3,)),)),
+                {"out": np.full((3, 5, 4), np.nan, dt)}))
+    big = _a(rng, (256, 256), dt)
+    out.append(("pairs-256", (big, (_ix_ids(rng, 256, 256), _ix_ids(rng, 256, 256))), {}))
+    out.append(("rows-large", (_a(rng, (2000, 300), dt), (_ix_ids(rng, 2000, 3000),)), {}))
+    return out
+
+
+def cases_backprop_gather(dt, rng):
+    out = []
+    for it in INT_DTYPES:
+        idx = (_ix_ids(rng, 6, (7,), it),)
+        out.append((f"rows-{np.dtype(it).name}", (_a(rng, (7, 5), dt), idx, (6, 5)), {}))
+    idx = (np.array([0, 0, 2, -1, 0]), np.array([1, 1, 0, 3, 1]))
+    out += _with_out("pairs-repeated", (_a(rng, (5,), dt), idx, (3, 4)), {}, (3, 4), dt, rng)
+    idx = (_ix_ids(rng, 3, (4, 1)), _ix_ids(rng, 4, (3,)))
+    out += _with_out("broadcast", (_a(rng, (4, 3, 2), dt), idx, (3, 4, 2)), {}, (3, 4, 2), dt, rng)
+    idx = (_ix_ids(rng, 3, (2, 2)), _ix_ids(rng, 4, (2, 2)), _ix_ids(rng, 2, (2, 2), np.int32))
+    out += _with_out("k3", (_a(rng, (2, 2), dt), idx, (3, 4, 2)), {}, (3, 4, 2), dt, rng)
+    out += _with_out("empty", (np.zeros((0, 4), dt), (np.zeros(0, np.int64),), (3, 4)), {},
+                     (3, 4), dt, rng)
+    out.append(("many", (_a(rng, (5000, 8), dt), (rng.integers(0, 50, 5000),), (50, 8)), {}))
+    return out
+
+
+def cases_concatenate(dt, rng):
+    out = []
+    a, b, c = _a(rng, (2, 3, 4), dt), _a(rng, (2, 1, 4), dt), _a(rng, (2, 0, 4), dt)
+    out.append(("axis0", ([a, a[:1]],), {"axis": 0}))
+    out.append(("axis1", ([a, b, c, a],), {"axis": 1}))
+    out.append(("axis-1", ([a, a[:, :, :2], a.T.T],), {"axis": -1}))
+    out.append(("one", ([a],), {"axis": 2}))
+    out.append(("strided", ([a[:, ::-1], a.transpose(0, 2, 1).transpose(0, 2, 1)],), {"axis": 1}))
+    out.append(("1d", ([_a(rng, (3,), dt), _a(rng, (0,), dt), _a(rng, (5,), dt)],), {}))
+    out.append(("out", ([a, b],), {"axis": 1, "out": np.full((2, 4, 4), np.nan, dt)}))
+    out.append(("many", ([_a(rng, (2, i % 3), dt) for i in range(100)],), {"axis": 1}))
+    return out
+
+
+CASES.update({
+    "copy_into": cases_copy_into, "gather": cases_gather,
+    "backprop_gather": cases_backprop_gather, "concatenate": cases_concatenate,
+})
+
 def _params():
     out = []
     for op in sorted(CASES):

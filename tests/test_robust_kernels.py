@@ -405,6 +405,70 @@ CASES.update({
 })
 
 
+# --- indexing (issue 7) ------------------------------------------------------------
+def _ix_index(draw, rng, sizes):
+    """A tuple of index arrays for axes of the given sizes, broadcasting together
+    (a common shape, or (n, 1) against (m,)), any integer dtype, negative ids too."""
+    k = len(sizes)
+    n, m = dim(draw), dim(draw, 1, 4)
+    pattern = draw(st.sampled_from(["same", "outer"] if k > 1 else ["same"]))
+    out = []
+    for j, d in enumerate(sizes):
+        shape = (n,) if pattern == "same" else ((n, 1) if j == 0 else (m,))
+        ids = ids_array(draw, rng, d, shape)
+        if ids.dtype.kind == "i" and ids.size and draw(st.booleans()):
+            ids = (ids.astype(np.int64) - d).astype(ids.dtype)   # the same ids, wrapped
+        out.append(ids)
+    return tuple(out)
+
+
+def case_copy_into(draw, dt, rng):
+    shape = any_shape(draw)
+    out, beta = out_and_beta(draw, shape, dt, rng)
+    if out is None:
+        out = np.zeros(shape, dt)
+    return [np.asarray(rng.standard_normal(shape), dt), out, beta], [1]
+
+
+def case_gather(draw, dt, rng):
+    shape = tuple(dim(draw, 1, 5) for _ in range(draw(st.integers(1, 3))))
+    k = draw(st.integers(1, len(shape)))
+    index = _ix_index(draw, rng, shape[:k])
+    X = np.asarray(rng.standard_normal(shape), dt)
+    if draw(st.booleans()):
+        return [X, index], []
+    out = np.full(np.broadcast_shapes(*(i.shape for i in index)) + shape[k:], np.nan, dt)
+    return [X, index, out], [2]
+
+
+def case_backprop_gather(draw, dt, rng):
+    shape = tuple(dim(draw, 1, 5) for _ in range(draw(st.integers(1, 3))))
+    k = draw(st.integers(1, len(shape)))
+    index = _ix_index(draw, rng, shape[:k])
+    dshape = np.broadcast_shapes(*(i.shape for i in index)) + shape[k:]
+    out, beta = out_and_beta(draw, shape, dt, rng)
+    return ([np.asarray(rng.standard_normal(dshape), dt), index, shape, out, beta],
+            [3] if out is not None else [])
+
+
+def case_concatenate(draw, dt, rng):
+    nd = draw(st.integers(1, 3))
+    axis = draw(st.integers(-nd, nd - 1))
+    base = [dim(draw) for _ in range(nd)]
+    arrays = []
+    for _ in range(draw(st.integers(1, 4))):
+        shape = list(base)
+        shape[axis] = dim(draw)
+        a = np.asarray(rng.standard_normal(shape), dt)
+        arrays.append(relayout(a, draw(st.sampled_from(LAYOUTS))))
+    return [arrays, axis], []
+
+
+CASES.update({
+    "copy_into": case_copy_into, "gather": case_gather,
+    "backprop_gather": case_backprop_gather, "concatenate": case_concatenate,
+})
+
 def test_every_kernel_op_has_a_property_test():
     """Every op the compiled backend defines (beyond the reference's dropout_mask, which
     has its own test) is in CASES: a new kernel cannot skip the boundary tests."""
@@ -504,6 +568,11 @@ def sample_calls(dt=np.float64):
                          0.9, 0.999, 1e-8, 1], 0),
         "adam_update_rows": ([f(5, 3), ids, f(4, 3), np.zeros((5, 3), dt),
                               np.zeros((5, 3), dt), 1e-3, 0.9, 0.999, 1e-8, 1], 0),
+        # --- indexing (issue 7); copy_into writes a view of any strides (no w)
+        "copy_into": ([f(2, 3), np.zeros((2, 3), dt), 1.0], None),
+        "gather": ([f(5, 3), (ids,), np.zeros((2, 2, 3), dt)], 2),
+        "backprop_gather": ([f(2, 2, 3), (ids,), (5, 3), np.zeros((5, 3), dt), 1.0], 3),
+        "concatenate": ([[f(2, 3), f(1, 3)], 0, np.zeros((3, 3), dt)], 2),
     }
 
 

@@ -127,3 +127,9 @@ class CythonOps(NumpyOps):
     sgd_update_rows = staticmethod(_k.sgd_update_rows)
     adam_update = staticmethod(_k.adam_update)
     adam_update_rows = staticmethod(_k.adam_update_rows)
+
+    # --- indexing (issue 7): fastbp_ext/_indexing.pyx
+    copy_into = staticmethod(_k.copy_into)
+    gather = staticmethod(_k.gather)
+    backprop_gather = staticmethod(_k.backprop_gather)
+    concatenate = staticmethod(_k.concatenate)

@@ -20,6 +20,7 @@ Conventions (after thinc's ``Ops``):
 from __future__ import annotations
 
 import math
+
 import operator
 
 import numpy as np
@@ -53,6 +54,44 @@ def _check_labels(y, n, C):
         bad = np.flatnonzero((y < 0) | (y >= C))
         if bad.size:
             raise ValueError(f"class id {y[bad[0]]} is outside [0, {C})")
+
+
+def _ix_same_dtype(a, name, ref, refname):
+    """TypeError naming both dtypes when ``a`` and ``ref`` differ (never upcast)."""
+    if a.dtype.type != ref.dtype.type:  # (byte order aside)
+        raise TypeError(f"mixed dtypes: {refname} is {ref.dtype} but {name} is {a.dtype}; "
+                        "fastbp never upcasts silently (cast one of them explicitly)")
+
+
+def _ix_check_beta(beta):
+    if beta != 0.0 and beta != 1.0:
+        raise ValueError(f"beta must be 0.0 or 1.0, got {beta!r}")
+
+
+def _ix_index_tuple(index, shape, target):
+    """A gather index as a tuple of integer arrays (a single array means k = 1)."""
+    if isinstance(index, np.ndarray):
+        index = (index,)
+    elif not isinstance(index, (tuple, list)):
+        raise TypeError(f"index must be a tuple of integer arrays, got {type(index).__name__}")
+    if not index:
+        raise ValueError("index must hold at least one integer array")
+    ndim = len(shape)
+    for j, i in enumerate(index):
+        if not isinstance(i, np.ndarray):
+            raise TypeError(f"index[{j}] must be a numpy integer array, got {type(i).__name__}")
+        if i.dtype.kind not in "iu":
+            raise TypeError(f"index[{j}] must be an integer array, got dtype {i.dtype}")
+    if len(index) > ndim:
+        raise IndexError(f"too many indices for array: {target} is {ndim}-dimensional, "
+                         f"but {len(index)} were indexed")
+    for j, i in enumerate(index):
+        if i.dtype.kind == "u" and i.dtype.itemsize == 8 and i.size:
+            big = i.max()
+            if big > np.iinfo(np.int64).max:  # numpy would wrap it to a negative index
+                raise IndexError(f"index {big} is out of bounds for axis {j} with size "
+                                 f"{shape[j]}")
+    return tuple(index)
 
 
 def _write(out, result, beta):
@@ -414,3 +453,94 @@ def _same3(dY, Y, axis):
         raise ValueError(f"dY of shape {dY.shape} does not match Y of shape {Y.shape}")
     y = _axis3(Y, axis)
     return y, dY.reshape(y.shape)
+
+    # --- indexing (issue 7) -----------------------------------------------------------
+    def copy_into(self, src, out, beta=0.0):
+        """``out[...] = src + beta * out`` for arrays of one shape and any strides; ``out``
+        may be a writeable view (a slice / transpose of a gradient buffer), or ``src``
+        itself, but must not partly overlap ``src``. Returns ``out``."""
+        _ix_same_dtype(out, "out", src, "src")
+        if src.shape != out.shape:
+            raise ValueError(f"out has shape {out.shape} but src has shape {src.shape}")
+        _ix_check_beta(beta)
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        if not (out.flags.aligned and out.dtype.isnative):
+            raise ValueError("out must be an aligned, native-byte-order array (any strides)")
+        if out.size and any(s == 0 and n > 1 for n, s in zip(out.shape, out.strides)):
+            raise ValueError("out has repeated elements (a zero stride); it cannot be written")
+        same = (src.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+                and src.strides == out.strides)
+        if not same and np.shares_memory(src, out):
+            raise ValueError("out partly overlaps src; use the same array or a separate buffer")
+        if beta == 0.0:
+            np.copyto(out, src)
+        else:
+            out += src
+        return out
+
+    def gather(self, X, index, out=None):
+        """``X[index]``: ``index`` a tuple of k integer arrays (any integer dtype, numpy
+        broadcasting among them) on the leading k axes; negative indices count from the
+        end; IndexError naming an index out of bounds."""
+        index = _ix_index_tuple(index, X.shape, "array")
+        result = X[index]
+        if out is not None:
+            _ix_same_dtype(out, "out", X, "X")
+            if out.shape != result.shape:
+                raise ValueError(f"out has shape {out.shape} but the gather result has "
+                                 f"shape {result.shape}")
+        return _write(out, result, 0.0)
+
+    def backprop_gather(self, dY, index, shape, out=None, beta=0.0):
+        """The adjoint of :meth:`gather`: zeros of ``shape`` with ``dY`` scatter-added at
+        ``index`` (repeated indices accumulate, ``np.add.at``), plus ``beta * out``."""
+        try:
+            shape = tuple(operator.index(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+        if any(s < 0 for s in shape):
+            raise ValueError(f"invalid shape {shape}")
+        index = _ix_index_tuple(index, shape, "the gathered array")
+        try:
+            bshape = np.broadcast_shapes(*(i.shape for i in index))
+        except ValueError:
+            raise IndexError("shape mismatch: indexing arrays could not be broadcast "
+                             "together with shapes "
+                             + "".join(f"({','.join(map(str, i.shape))}"
+                                       f"{',' if i.ndim == 1 else ''}) " for i in index)) from None
+        want = bshape + shape[len(index):]
+        if dY.shape != want:
+            raise ValueError(f"dY has shape {dY.shape} but gathering index arrays of "
+                             f"broadcast shape {bshape} from shape {shape} gives {want}")
+        _ix_check_beta(beta)
+        if out is not None:
+            _ix_same_dtype(out, "out", dY, "dY")
+            if out.shape != shape:
+                raise ValueError(f"out has shape {out.shape} but the gradient has shape {shape}")
+        result = np.zeros(shape, dY.dtype)
+        if np.prod(bshape, dtype=np.int64) > 0:
+            for axis, i in enumerate(index):  # numpy's bounds error, before any write
+                bad = (i < -shape[axis]) | (i >= shape[axis])
+                if bad.any():
+                    raise IndexError(f"index {i[bad].flat[0]} is out of bounds for axis "
+                                     f"{axis} with size {shape[axis]}")
+            np.add.at(result, index, dY)
+        return _write(out, result, beta)
+
+    def concatenate(self, arrays, axis=0, out=None):
+        """``np.concatenate(arrays, axis)`` for a sequence of >= 1 arrays of one dtype
+        (mixed dtypes -> TypeError: never upcast)."""
+        if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__len__"):
+            raise TypeError(f"arrays must be a sequence of arrays, got {type(arrays).__name__}")
+        arrays = list(arrays)
+        for i, a in enumerate(arrays):
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"arrays[{i}] must be a numpy array, got {type(a).__name__}")
+            if i:
+                _ix_same_dtype(a, f"arrays[{i}]", arrays[0], "arrays[0]")
+        if out is not None and arrays:
+            _ix_same_dtype(out, "out", arrays[0], "arrays[0]")
+        if out is not None or not arrays:
+            return np.concatenate(arrays, axis=axis, out=out)
+        return np.concatenate(arrays, axis=axis, dtype=arrays[0].dtype.newbyteorder("="))
