@@ -240,7 +240,7 @@ class Tensor:
             if g is None:
                 buf = self._grad_buf
                 if buf is None or buf.shape != self.data.shape:
-                    buf = self._grad_buf = np.empty_like(self.data)
+                    buf = self._grad_buf = np.empty(self.data.shape, self.data.dtype)
                 self.grad = buf
                 return buf, 0.0
             if type(g) is RowSparseGrad:

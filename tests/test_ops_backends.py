@@ -171,6 +171,17 @@ def test_view_backward_accumulates_into_the_base(backend):
     np.testing.assert_array_equal(x.grad, want)
 
 
+def test_view_made_a_leaf_gets_a_contiguous_grad(backend):
+    x = fb.Parameter(np.arange(6.0).reshape(2, 3))
+    with fb.no_grad():
+        v = x.T  # a leaf whose data is a transposed view
+    v.requires_grad = True
+    (fb.tanh(v) * v).sum().backward()
+    assert v.grad.flags.c_contiguous and v.grad.shape == (3, 2)
+    t = np.tanh(x.data.T)
+    np.testing.assert_allclose(v.grad, t + x.data.T * (1 - t * t), rtol=1e-14)
+
+
 # ---------------------------------------------------------------------- numpy semantics
 KEYS = [
     1, -1, (1, 2), (slice(None), 2), (slice(1, None), slice(None, None, -2)), (None, 0),
