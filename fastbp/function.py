@@ -152,13 +152,8 @@ class Function:
 
             def backward(g):
                 grads = backward_fn(ctx, _readonly(g))
-                if n == 1 and not isinstance(grads, (tuple, list)):
-                    grads = (grads,)
-                elif not isinstance(grads, (tuple, list)):
-                    raise TypeError(
-                        f"{name}.backward returned {_kind(grads)}; expected a tuple of "
-                        f"{n} gradients (one per input of apply, None where none is needed)"
-                    )
+                if not isinstance(grads, (tuple, list)):
+                    grads = (grads,)  # a single gradient: right for one input
                 if len(grads) != n:
                     raise TypeError(
                         f"{name}.backward returned {len(grads)} gradient"
