@@ -19,6 +19,14 @@ little as possible:
   from ``.grad`` is therefore overwritten by the next backward after ``zero_grad()``;
   copy it if you need to keep it.
 * Embedding tables receive :class:`~fastbp.sparse.RowSparseGrad` gradients.
+
+Layout: this module is the core (Tensor, Parameter, grad modes, graph helpers and the
+gradient plumbing); the graph rules of the ops live in one module per kind, each op's
+forward next to its backward closure: :mod:`fastbp.elementwise`,
+:mod:`fastbp.activations`, :mod:`fastbp.reductions`, :mod:`fastbp.shape`,
+:mod:`fastbp.linalg`, :mod:`fastbp.embedding` and :mod:`fastbp.losses`. Their public
+functions are re-exported here. Every op computes through the backend ops
+(``backends._state.ops``); numpy is used here only for views and bookkeeping.
 """
 
 from __future__ import annotations
@@ -537,6 +545,13 @@ def _pair(a, b, what):
     raise TypeError(f"{what}: at least one operand must be a fastbp Tensor")
 
 
+def _int_array(ids, what):
+    ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got dtype {ids.dtype}")
+    return ids if ids.flags.c_contiguous else ids.copy(order="C")
+
+
 def _broadcast_shape(sa, sb, what):
     if sa == sb:
         return sa
@@ -558,362 +573,13 @@ def _send(parent, ops, g, shared):
         ops.unbroadcast(g, parent.data.shape, buf, beta)
 
 
-# ---------------------------------------------------------------------- elementwise
-def add(a, b):
-    """Elementwise ``a + b`` with numpy broadcasting (e.g. a (n, m) matrix plus a (m,)
-    bias)."""
-    a, b = _pair(a, b, "add")
-    st = backends._state
-    ops = st.ops
-    A, B = a.data, b.data
-    if A.shape == B.shape:
-        Y = ops.add(A, B)
-    elif A.ndim == 2 and B.shape == (A.shape[1],):
-        Y = ops.add_bias(A, B)
-    else:
-        _broadcast_shape(A.shape, B.shape, "add")
-        Y = ops.add(A, B)
-    out, track = _result(Y, (a, b), "add", st)
-    if track:
-
-        def backward(g):
-            ops = backends._state.ops
-            if a.requires_grad:
-                _send(a, ops, g, True)
-            if b.requires_grad:
-                _send(b, ops, g, True)
-
-        out._backward = backward
-    return out
-
-
-def sub(a, b):
-    """Elementwise ``a - b`` with numpy broadcasting."""
-    a, b = _pair(a, b, "sub")
-    st = backends._state
-    ops = st.ops
-    _broadcast_shape(a.data.shape, b.data.shape, "sub")
-    out, track = _result(ops.sub(a.data, b.data), (a, b), "sub", st)
-    if track:
-
-        def backward(g):
-            ops = backends._state.ops
-            if a.requires_grad:
-                _send(a, ops, g, True)
-            if b.requires_grad:
-                _send(b, ops, ops.scale(g, -1.0), False)
-
-        out._backward = backward
-    return out
-
-
-def mul(a, b):
-    """Elementwise ``a * b`` with numpy broadcasting."""
-    a, b = _pair(a, b, "mul")
-    st = backends._state
-    ops = st.ops
-    A, B = a.data, b.data
-    _broadcast_shape(A.shape, B.shape, "mul")
-    out, track = _result(ops.mul(A, B), (a, b), "mul", st)
-    if track:
-
-        def backward(g):
-            ops = backends._state.ops
-            for x, other in ((a, B), (b, A)):
-                if not x.requires_grad:
-                    continue
-                if other.shape == g.shape and x.data.shape == g.shape:
-                    buf, beta = x._grad_target()
-                    ops.backprop_mul(g, other, buf, beta)
-                else:
-                    _send(x, ops, ops.mul(g, other), False)
-
-        out._backward = backward
-    return out
-
-
-def tensor_sum(x, axis=None, keepdims=False):
-    """Sum of ``x`` over ``axis`` (None: all elements, giving a 0-d tensor)."""
-    st = backends._state
-    X = x.data
-    if axis is not None:
-        axes = tuple(int(a) for a in np.atleast_1d(axis))
-        for a in axes:
-            if not -X.ndim <= a < X.ndim:
-                raise ValueError(f"sum: axis {a} is out of range for shape {X.shape}")
-        axis = tuple(a % X.ndim for a in axes)
-    out, track = _result(st.ops.reduce_sum(X, axis, keepdims), (x,), "sum", st)
-    if track:
-        shape = X.shape
-
-        def backward(g):
-            if axis is not None and not keepdims:
-                g = np.expand_dims(g, axis)
-            full = np.empty(shape, g.dtype)
-            full[...] = g
-            x._accumulate(full, False)
-
-        out._backward = backward
-    return out
-
-
-# ---------------------------------------------------------------------- matmul
-def matmul(a, b):
-    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D."""
-    a, b = _pair(a, b, "matmul")
-    st = backends._state
-    ops = st.ops
-    A, B = a.data, b.data
-    if A.ndim not in (1, 2) or B.ndim not in (1, 2) or A.shape[-1] != B.shape[0]:
-        raise ValueError(
-            f"matmul: shapes {A.shape} and {B.shape} are not aligned "
-            "(1-D or 2-D operands with a.shape[-1] == b.shape[0] are supported)"
-        )
-    if A.ndim == 2 and B.ndim == 2:
-        Y = ops.gemm(A, B)
-
-        def backward(g):
-            ops = backends._state.ops
-            if a.requires_grad:
-                buf, beta = a._grad_target()
-                ops.gemm(g, B, buf, False, True, beta)  # dA = g B^T
-            if b.requires_grad:
-                buf, beta = b._grad_target()
-                ops.gemm(A, g, buf, True, False, beta)  # dB = A^T g
-
-    elif A.ndim == 2:  # matrix-vector: y = A x
-        Y = ops.gemv(A, B)
-
-        def backward(g):
-            ops = backends._state.ops
-            if a.requires_grad:
-                buf, beta = a._grad_target()
-                ops.ger(g, B, buf, beta)  # dA = g x^T (outer product)
-            if b.requires_grad:
-                buf, beta = b._grad_target()
-                ops.gemv(A, g, buf, True, beta)  # dx = A^T g
-
-    elif B.ndim == 2:  # vector-matrix: y = x B
-        Y = ops.gemv(B, A, None, True)
-
-        def backward(g):
-            ops = backends._state.ops
-            if a.requires_grad:
-                buf, beta = a._grad_target()
-                ops.gemv(B, g, buf, False, beta)  # dx = B g
-            if b.requires_grad:
-                buf, beta = b._grad_target()
-                ops.ger(A, g, buf, beta)  # dB = x g^T
-
-    else:  # inner product
-        Y = ops.dot(A, B)
-
-        def backward(g):
-            ops = backends._state.ops
-            s = float(g)
-            if a.requires_grad:
-                buf, beta = a._grad_target()
-                ops.scale(B, s, buf, beta)
-            if b.requires_grad:
-                buf, beta = b._grad_target()
-                ops.scale(A, s, buf, beta)
-
-    out, track = _result(Y, (a, b), "matmul", st)
-    if track:
-        out._backward = backward
-    return out
-
-
-def linear(x, W, b=None):
-    """Fused affine map ``x @ W + b`` (one BLAS call writes the output with the bias
-    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None."""
-    if not isinstance(x, Tensor):
-        raise TypeError("linear: x must be a fastbp Tensor")
-    W = _operand(W, x, "linear")
-    if b is not None:
-        b = _operand(b, x, "linear")
-    X, Wd = x.data, W.data
-    if X.ndim != 2 or Wd.ndim != 2 or X.shape[1] != Wd.shape[0]:
-        raise ValueError(f"linear: shapes {X.shape} and {Wd.shape} are not aligned")
-    if b is not None and b.data.shape != (Wd.shape[1],):
-        raise ValueError(f"linear: bias of shape {b.shape} for an output of width {Wd.shape[1]}")
-    st = backends._state
-    Y = st.ops.linear(X, Wd, None if b is None else b.data)
-    parents = (x, W) if b is None else (x, W, b)
-    out, track = _result(Y, parents, "linear", st)
-    if track:
-
-        def backward(g):
-            ops = backends._state.ops
-            if x.requires_grad:
-                buf, beta = x._grad_target()
-                ops.gemm(g, Wd, buf, False, True, beta)
-            if W.requires_grad:
-                buf, beta = W._grad_target()
-                ops.gemm(X, g, buf, True, False, beta)
-            if b is not None and b.requires_grad:
-                buf, beta = b._grad_target()
-                ops.backprop_bias(g, buf, beta)
-
-        out._backward = backward
-    return out
-
-
-# ---------------------------------------------------------------------- activations
-def _activation(x, act):
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{act}: expected a fastbp Tensor, got {type(x).__name__}")
-    st = backends._state
-    Y = getattr(st.ops, act)(x.data)
-    out, track = _result(Y, (x,), act, st)
-    if track:
-        backprop = "backprop_" + act
-
-        def backward(g):
-            buf, beta = x._grad_target()
-            getattr(backends._state.ops, backprop)(g, Y, buf, beta)  # dX = dY * f'(z)
-
-        out._backward = backward
-    return out
-
-
-def tanh(x):
-    """Elementwise hyperbolic tangent; its backward is ``dY * (1 - Y**2)``."""
-    return _activation(x, "tanh")
-
-
-def sigmoid(x):
-    """Elementwise logistic sigmoid; its backward is ``dY * Y * (1 - Y)``."""
-    return _activation(x, "sigmoid")
-
-
-def relu(x):
-    """Elementwise ``max(x, 0)``; its backward is ``dY * [Y > 0]``."""
-    return _activation(x, "relu")
-
-
-def dropout(x, p=0.5, training=True, rng=None):
-    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
-    ``1 / (1 - p)`` (identity when ``training`` is False or ``p == 0``).
-
-    ``rng`` is a :class:`numpy.random.Generator` (default: a fresh unseeded one); pass a
-    seeded generator for reproducible training."""
-    if not isinstance(x, Tensor):
-        raise TypeError("dropout: expected a fastbp Tensor")
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
-    if not training or p == 0.0:
-        return x
-    st = backends._state
-    rng = np.random.default_rng() if rng is None else rng
-    mask = st.ops.dropout_mask(x.data.shape, p, rng, x.data.dtype)
-    out, track = _result(st.ops.mul(x.data, mask), (x,), "dropout", st)
-    if track:
-
-        def backward(g):
-            buf, beta = x._grad_target()
-            backends._state.ops.backprop_mul(g, mask, buf, beta)
-
-        out._backward = backward
-    return out
-
-
-# ---------------------------------------------------------------------- embedding
-def _int_array(ids, what):
-    ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be an integer array, got dtype {ids.dtype}")
-    return ids if ids.flags.c_contiguous else ids.copy(order="C")
-
-
-def embedding(E, ids):
-    """Look up rows of the table ``E`` (V, d).
-
-    ``ids`` of shape (B, w) gives (B, w*d): the w window rows of each example concatenated
-    (the lecture's ``x = [x_{t-2}, ..., x_{t+2}]``); ids of shape (n,) give (n, d). The
-    gradient of ``E`` is row-sparse (:class:`~fastbp.sparse.RowSparseGrad`)."""
-    if not isinstance(E, Tensor):
-        raise TypeError("embedding: E must be a fastbp Tensor (e.g. a Parameter)")
-    if E.data.ndim != 2:
-        raise ValueError(f"embedding: table must be 2-D (V, d), got shape {E.shape}")
-    ids = _int_array(ids, "embedding ids")
-    if ids.ndim not in (1, 2):
-        raise ValueError(f"embedding: ids must be 1-D (n,) or 2-D (B, w), got shape {ids.shape}")
-    st = backends._state
-    ids2 = ids if ids.ndim == 2 else ids.reshape(-1, 1)
-    Y = st.ops.embedding(E.data, ids2)
-    out, track = _result(Y, (E,), "embedding", st)
-    if track:
-        rows = ids2.reshape(-1)
-        d = E.data.shape[1]
-
-        def backward(g):
-            E._accumulate_rows(rows, g.reshape(-1, d))
-
-        out._backward = backward
-    return out
-
-
-# ---------------------------------------------------------------------- losses
-def cross_entropy(logits, y):
-    """Mean softmax cross-entropy of ``logits`` (n, C) against class ids ``y`` (n,).
-
-    Fused and stable (log-sum-exp); returns a 0-d tensor. Its backward is
-    ``(softmax(logits) - onehot(y)) / n``."""
-    if not isinstance(logits, Tensor):
-        raise TypeError("cross_entropy: logits must be a fastbp Tensor")
-    Z = logits.data
-    if Z.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be 2-D (n, C), got shape {Z.shape}")
-    y = _int_array(y, "cross_entropy targets (class ids)")
-    if y.shape != (Z.shape[0],):
-        raise ValueError(
-            f"cross_entropy: targets of shape {y.shape} do not match logits of shape {Z.shape}"
-        )
-    st = backends._state
-    loss, P = st.ops.softmax_cross_entropy(Z, y)
-    out, track = _result(loss, (logits,), "cross_entropy", st)
-    if track:
-
-        def backward(g):
-            buf, beta = logits._grad_target()
-            backends._state.ops.backprop_softmax_cross_entropy(P, y, float(g), buf, beta)
-
-        out._backward = backward
-    return out
-
-
-def binary_cross_entropy_with_logits(s, y):
-    """Mean binary cross-entropy of scores ``s`` against targets ``y`` in [0, 1] (same
-    shape): the lecture's ``sigmoid(u^T h)`` "is the centre word a LOC?" loss, fused and
-    stable for any score magnitude. Integer/bool targets are cast to the dtype of ``s``."""
-    if not isinstance(s, Tensor):
-        raise TypeError("binary_cross_entropy_with_logits: s must be a fastbp Tensor")
-    S = s.data
-    T = np.asarray(y.data if isinstance(y, Tensor) else y)
-    if T.dtype.kind in "biu":
-        T = T.astype(S.dtype)
-    elif T.dtype != S.dtype:
-        raise TypeError(
-            f"binary_cross_entropy_with_logits: targets of dtype {T.dtype} for scores of dtype "
-            f"{S.dtype}; fastbp never upcasts silently"
-        )
-    if T.shape != S.shape:
-        raise ValueError(
-            f"binary_cross_entropy_with_logits: targets of shape {T.shape} for scores of "
-            f"shape {S.shape}"
-        )
-    T = T if T.flags.c_contiguous else T.copy(order="C")
-    if T.size and not ((T >= 0) & (T <= 1)).all():
-        raise ValueError("binary_cross_entropy_with_logits: targets must lie in [0, 1]")
-    st = backends._state
-    loss, Sig = st.ops.sigmoid_bce(S, T)
-    out, track = _result(loss, (s,), "binary_cross_entropy_with_logits", st)
-    if track:
-
-        def backward(g):
-            buf, beta = s._grad_target()
-            backends._state.ops.backprop_sigmoid_bce(Sig, T, float(g), buf, beta)
-
-        out._backward = backward
-    return out
+# ---------------------------------------------------------------------- the ops
+# The graph rules live in one module per kind; they import the core above, so they are
+# imported last. Re-exported here so that ``from fastbp.tensor import embedding`` (and the
+# other historical import paths) keep working.
+from .elementwise import add, mul, sub  # noqa: E402
+from .reductions import tensor_sum  # noqa: E402
+from .linalg import linear, matmul  # noqa: E402
+from .activations import dropout, relu, sigmoid, tanh  # noqa: E402
+from .embedding import embedding  # noqa: E402
+from .losses import binary_cross_entropy_with_logits, cross_entropy  # noqa: E402

@@ -1,0 +1,109 @@
+"""Graph rules of the linear-algebra ops: matmul and the fused affine map."""
+
+from __future__ import annotations
+
+from . import backends
+from .tensor import Tensor, _operand, _pair, _result
+
+__all__ = ["matmul", "linear"]
+
+
+def matmul(a, b):
+    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D."""
+    a, b = _pair(a, b, "matmul")
+    st = backends._state
+    ops = st.ops
+    A, B = a.data, b.data
+    if A.ndim not in (1, 2) or B.ndim not in (1, 2) or A.shape[-1] != B.shape[0]:
+        raise ValueError(
+            f"matmul: shapes {A.shape} and {B.shape} are not aligned "
+            "(1-D or 2-D operands with a.shape[-1] == b.shape[0] are supported)"
+        )
+    if A.ndim == 2 and B.ndim == 2:
+        Y = ops.gemm(A, B)
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.gemm(g, B, buf, False, True, beta)  # dA = g B^T
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.gemm(A, g, buf, True, False, beta)  # dB = A^T g
+
+    elif A.ndim == 2:  # matrix-vector: y = A x
+        Y = ops.gemv(A, B)
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.ger(g, B, buf, beta)  # dA = g x^T (outer product)
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.gemv(A, g, buf, True, beta)  # dx = A^T g
+
+    elif B.ndim == 2:  # vector-matrix: y = x B
+        Y = ops.gemv(B, A, None, True)
+
+        def backward(g):
+            ops = backends._state.ops
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.gemv(B, g, buf, False, beta)  # dx = B g
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.ger(A, g, buf, beta)  # dB = x g^T
+
+    else:  # inner product
+        Y = ops.dot(A, B)
+
+        def backward(g):
+            ops = backends._state.ops
+            s = float(g)
+            if a.requires_grad:
+                buf, beta = a._grad_target()
+                ops.scale(B, s, buf, beta)
+            if b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.scale(A, s, buf, beta)
+
+    out, track = _result(Y, (a, b), "matmul", st)
+    if track:
+        out._backward = backward
+    return out
+
+
+def linear(x, W, b=None):
+    """Fused affine map ``x @ W + b`` (one BLAS call writes the output with the bias
+    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None."""
+    if not isinstance(x, Tensor):
+        raise TypeError("linear: x must be a fastbp Tensor")
+    W = _operand(W, x, "linear")
+    if b is not None:
+        b = _operand(b, x, "linear")
+    X, Wd = x.data, W.data
+    if X.ndim != 2 or Wd.ndim != 2 or X.shape[1] != Wd.shape[0]:
+        raise ValueError(f"linear: shapes {X.shape} and {Wd.shape} are not aligned")
+    if b is not None and b.data.shape != (Wd.shape[1],):
+        raise ValueError(f"linear: bias of shape {b.shape} for an output of width {Wd.shape[1]}")
+    st = backends._state
+    Y = st.ops.linear(X, Wd, None if b is None else b.data)
+    parents = (x, W) if b is None else (x, W, b)
+    out, track = _result(Y, parents, "linear", st)
+    if track:
+
+        def backward(g):
+            ops = backends._state.ops
+            if x.requires_grad:
+                buf, beta = x._grad_target()
+                ops.gemm(g, Wd, buf, False, True, beta)
+            if W.requires_grad:
+                buf, beta = W._grad_target()
+                ops.gemm(X, g, buf, True, False, beta)
+            if b is not None and b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.backprop_bias(g, buf, beta)
+
+        out._backward = backward
+    return out
