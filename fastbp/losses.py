@@ -32,7 +32,7 @@ def cross_entropy(logits, y):
 
         def backward(g):
             buf, beta = logits._grad_target()
-            backends._state.ops.backprop_softmax_cross_entropy(P, y, float(g), buf, beta)
+            backends._state.ops.backprop_softmax_cross_entropy(P, y, g, buf, beta)
 
         out._backward = backward
     return out
@@ -68,7 +68,7 @@ def binary_cross_entropy_with_logits(s, y):
 
         def backward(g):
             buf, beta = s._grad_target()
-            backends._state.ops.backprop_sigmoid_bce(Sig, T, float(g), buf, beta)
+            backends._state.ops.backprop_sigmoid_bce(Sig, T, g, buf, beta)
 
         out._backward = backward
     return out

@@ -240,6 +240,8 @@ class Tensor:
             return
         g = self._g
         if g is None:
+            if not arr.flags.c_contiguous:  # a gradient buffer is always C-contiguous
+                arr, shared = np.ascontiguousarray(arr), False
             self._g = arr
             self._g_shared = shared
         elif self._g_shared:
@@ -350,12 +352,18 @@ class Tensor:
         return mul(other, self)
 
     def __truediv__(self, other):
-        if isinstance(other, numbers.Number):
-            return mul(self, 1.0 / other)
-        return NotImplemented
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        return div(other, self)
+
+    def __pow__(self, p):
+        if isinstance(p, Tensor):
+            return NotImplemented
+        return power(self, p)
 
     def __neg__(self):
-        return mul(self, -1.0)
+        return neg(self)
 
     def __matmul__(self, other):
         return matmul(self, other)
@@ -363,16 +371,36 @@ class Tensor:
     def __rmatmul__(self, other):
         return matmul(other, self)
 
+    def __getitem__(self, key):
+        return getitem(self, key)
+
+    @property
+    def T(self):
+        """The tensor with its axes reversed (a view); see :func:`fastbp.shape.transpose`."""
+        return transpose(self)
+
+    def transpose(self, *axes):
+        """Permute the axes (a view); no ``axes`` reverses them. See
+        :func:`fastbp.shape.transpose`."""
+        return transpose(self, *axes)
+
+    def reshape(self, *shape):
+        """The same elements in a new shape (one -1 allowed; a view when possible). See
+        :func:`fastbp.shape.reshape`."""
+        return reshape(self, *shape)
+
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (an int, a tuple of ints or None for all)."""
         return tensor_sum(self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis`` (an int, a tuple of ints or None for all)."""
-        n = self.data.size if axis is None else int(
-            np.prod([self.shape[a] for a in np.atleast_1d(axis)])
-        )
-        return mul(tensor_sum(self, axis, keepdims), 1.0 / max(n, 1))
+        return mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        """Maximum over ``axis`` (an int, a tuple of ints or None for all); the gradient
+        goes to the first arg-max. See :func:`fastbp.reductions.tensor_max`."""
+        return tensor_max(self, axis, keepdims)
 
 
 class Parameter(Tensor):
@@ -577,8 +605,21 @@ def _send(parent, ops, g, shared):
 # The graph rules live in one module per kind; they import the core above, so they are
 # imported last. Re-exported here so that ``from fastbp.tensor import embedding`` (and the
 # other historical import paths) keep working.
-from .elementwise import add, mul, sub  # noqa: E402
-from .reductions import tensor_sum  # noqa: E402
+from .elementwise import (  # noqa: E402
+    add,
+    div,
+    exp,
+    log,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    power,
+    sqrt,
+    sub,
+)
+from .reductions import log_softmax, logsumexp, mean, softmax, tensor_max, tensor_sum  # noqa: E402
+from .shape import concatenate, getitem, reshape, stack, transpose  # noqa: E402
 from .linalg import linear, matmul  # noqa: E402
 from .activations import dropout, relu, sigmoid, tanh  # noqa: E402
 from .embedding import embedding  # noqa: E402

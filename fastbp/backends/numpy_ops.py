@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numpy_ops_ext import _Issue7Reference
+
 __all__ = ["NumpyOps"]
 
 
@@ -63,8 +65,11 @@ def _write(out, result, beta):
     return out
 
 
-class NumpyOps:
-    """Pure numpy implementation of every fastbp op (the reference)."""
+class NumpyOps(_Issue7Reference):
+    """Pure numpy implementation of every fastbp op (the reference).
+
+    The ops added for issue 7 (div, exp, reduce_max, softmax, gather, ...) are inherited
+    from :class:`~fastbp.backends._numpy_ops_ext._Issue7Reference`."""
 
     name = "numpy"
 
