@@ -211,3 +211,49 @@ def mlp_param_diffs(backend="cython", B=16, steps=3, dtype=np.float32, seed=0):
            for k, a in ref.params().items()}
     out["loss"] = (abs(ref.loss - float(fbs.loss.item())), abs(ref.loss))
     return out
+
+
+def profile_mlp(backend="cython", B=16, steps=200, dtype=np.float32, seed=0):
+    """Where a fastbp MLP step's time goes (as :func:`fastbp.benchmark.profile_step`):
+    ``step_us`` and ``numpy_step_us`` (medians of 5 timings of ``steps // 5`` steps),
+    ``kernels`` = ``[(op, shapes, us per call)]`` for every backend op call of one step,
+    each replayed alone with the same arguments, and ``graph_us`` = step - kernels."""
+    import statistics
+
+    params = init_mlp_params(dtype, seed)
+    batches = make_mlp_batches(B, dtype, bm.N_BATCHES, seed)
+    step = FastbpMLPStep(backend).setup(B, dtype, params=params, batches=batches)
+    ref = NumpyMLPStep().setup(B, dtype, params=params, batches=batches)
+
+    def med_us(impl, n):
+        impl.step()
+        return statistics.median(bm._time_steps(impl, n) / n for _ in range(5)) * 1e6
+
+    n = max(1, steps // 5)
+    step_us, numpy_us = med_us(step, n), med_us(ref, n)
+    plain = step._ops
+    step._ops = rec = bm._RecordingOps(plain)
+    step.step()
+    step._ops = plain
+    kernels = []
+    for name, fn, args, kwargs in rec.calls:
+        shapes = "x".join(str(a.shape).replace(" ", "") for a in args
+                          if isinstance(a, np.ndarray))
+        kernels.append((name, shapes, bm._median_call_us(fn, args, kwargs)))
+    kernel_us = sum(k[2] for k in kernels)
+    return {"backend": backend, "config": "mlp", "B": B, "step_us": step_us,
+            "numpy_step_us": numpy_us, "kernels": kernels, "kernel_us": kernel_us,
+            "graph_us": step_us - kernel_us}
+
+
+if __name__ == "__main__":  # python bench/mlp_step.py [B ...]: per-op profile, 1 thread
+    import sys
+
+    import fastbp as fb
+    from threadpoolctl import threadpool_limits
+
+    fb.set_num_threads(1)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for B in [int(a) for a in sys.argv[1:]] or [16, 256]:
+            print(bm.format_profile(profile_mlp("cython", B)))
+            print()
