@@ -254,7 +254,8 @@ def _advanced_index(x, items):
     if ell:
         i = ell[0]
         items[i:i + 1] = [slice(None)] * (X.ndim - used)
-    items += [slice(None)] * (X.ndim - used)
+    else:
+        items += [slice(None)] * (X.ndim - used)
     # The basic part as a view; the positions of the indexed axes in that view.
     basic, adv_pos, index = [], [], []
     for k in items:

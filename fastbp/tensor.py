@@ -358,9 +358,7 @@ class Tensor:
         return div(other, self)
 
     def __pow__(self, p):
-        if isinstance(p, Tensor):
-            return NotImplemented
-        return power(self, p)
+        return power(self, p)  # p a Python number (TypeError otherwise)
 
     def __neg__(self):
         return neg(self)

@@ -36,7 +36,8 @@ def _put(out, result, beta):
     if beta == 0.0:
         np.copyto(out, result)
     else:
-        out += result
+        with np.errstate(all="ignore"):
+            out += result
     return out
 
 
@@ -305,7 +306,8 @@ class _Issue7Reference:
         if beta == 0.0:
             np.copyto(out, src)
         else:
-            out += src
+            with np.errstate(all="ignore"):
+                out += src
         return out
 
     def gather(self, X, index, out=None):
