@@ -19,6 +19,11 @@ numpy. Implementations (same interface as :mod:`fastbp.benchmark`: ``setup(...)`
 * :class:`FastbpMLPStep` (``fastbp-cython`` / ``fastbp-numpy``) -- the code above on the
   compiled or the reference backend.
 
+Both implementations build ``np.arange(B)`` once per setup (not per step).
+``python bench/mlp_step.py 16 256`` prints where a fastbp step's time goes (every
+backend op call replayed alone, 1 thread), as ``fastbp.benchmark.profile_step`` does for
+the window classifier.
+
 fastbp's ``maximum`` splits the gradient evenly on ties (``Z1 == 0``); the numpy step
 uses ``[Z1 > 0]``. With continuous random data an exact zero pre-activation does not
 occur, and :func:`mlp_param_diffs` checks that both compute the same parameters.
