@@ -9,7 +9,25 @@ __all__ = ["matmul", "linear"]
 
 
 def matmul(a, b):
-    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D."""
+    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D.
+
+    Parameters
+    ----------
+    a, b : Tensor or array_like
+        At least one is a Tensor; ``a.shape[-1] == b.shape[0]``.
+
+    Returns
+    -------
+    Tensor
+        ``a @ b`` (0-d for two vectors). The backward runs BLAS: ``dA = dY B^T``,
+        ``dB = A^T dY`` (outer products for the vector cases; for the inner product the
+        upstream 0-d gradient scales the other vector, read as an array by ``scale_by``).
+
+    Raises
+    ------
+    ValueError
+        Shapes that are not aligned or of more than 2 dimensions.
+    """
     a, b = _pair(a, b, "matmul")
     st = backends._state
     ops = st.ops
@@ -75,7 +93,22 @@ def matmul(a, b):
 
 def linear(x, W, b=None):
     """Fused affine map ``x @ W + b`` (one BLAS call writes the output with the bias
-    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None."""
+    already in place).
+
+    Parameters
+    ----------
+    x : Tensor
+        (n, k).
+    W : Tensor or array_like
+        (k, m).
+    b : Tensor, array_like or None
+        (m,).
+
+    Returns
+    -------
+    Tensor
+        (n, m).
+    """
     if not isinstance(x, Tensor):
         raise TypeError("linear: x must be a fastbp Tensor")
     W = _operand(W, x, "linear")

@@ -171,6 +171,17 @@ def test_view_backward_accumulates_into_the_base(backend):
     np.testing.assert_array_equal(x.grad, want)
 
 
+def test_view_made_a_leaf_gets_a_contiguous_grad(backend):
+    x = fb.Parameter(np.arange(6.0).reshape(2, 3))
+    with fb.no_grad():
+        v = x.T  # a leaf whose data is a transposed view
+    v.requires_grad = True
+    (fb.tanh(v) * v).sum().backward()
+    assert v.grad.flags.c_contiguous and v.grad.shape == (3, 2)
+    t = np.tanh(x.data.T)
+    np.testing.assert_allclose(v.grad, t + x.data.T * (1 - t * t), rtol=1e-14)
+
+
 # ---------------------------------------------------------------------- numpy semantics
 KEYS = [
     1, -1, (1, 2), (slice(None), 2), (slice(1, None), slice(None, None, -2)), (None, 0),
@@ -326,3 +337,50 @@ def test_other_bad_input(backend):
         x.transpose(0, 0)
     with pytest.raises(TypeError):
         fb.exp(np.ones(3))
+
+
+def _random_key(rng, shape):
+    """A random numpy index for ``shape``: ints, slices (any step), None, Ellipsis and
+    integer arrays (with repeats and negatives) in random positions."""
+    key, axis = [], 0
+    used_ellipsis = False
+    while axis < len(shape) and rng.random() < 0.85:
+        kind = rng.integers(0, 6)
+        n = shape[axis]
+        if kind == 0:
+            key.append(int(rng.integers(-n, n)))
+        elif kind == 1:
+            start, stop = (int(v) for v in rng.integers(-n - 1, n + 1, 2))
+            key.append(slice(start, stop, int(rng.choice([-2, -1, 1, 2, 3]))))
+        elif kind == 2:
+            key.append(None)
+            continue
+        elif kind == 3 and not used_ellipsis:
+            key.append(Ellipsis)
+            used_ellipsis = True
+            axis = len(shape) - int(rng.integers(0, len(shape) - axis + 1))
+            continue
+        else:
+            key.append(rng.integers(-n, n, size=tuple(rng.integers(1, 3, rng.integers(0, 2)))))
+        axis += 1
+    return tuple(key)
+
+
+def test_getitem_random_keys_match_numpy(backend):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((3, 4, 5))
+    for trial in range(300):
+        key = _random_key(rng, X.shape)
+        try:
+            want = X[key]
+        except IndexError:  # e.g. index arrays that do not broadcast together
+            continue
+        x = fb.Parameter(X.copy())
+        y = x[key]
+        assert y.shape == want.shape, key
+        np.testing.assert_array_equal(y.data, want, err_msg=repr(key))
+        G = rng.standard_normal(want.shape)
+        y.backward(G)
+        expect = np.zeros_like(X)
+        np.add.at(expect, key, G)
+        np.testing.assert_allclose(x.grad, expect, rtol=1e-13, atol=1e-13, err_msg=repr(key))

@@ -349,4 +349,4 @@ class _Issue7Reference:
                 )
         if out is not None:
             return np.concatenate(arrays, axis=ax, out=out)
-        return np.concatenate(arrays, axis=ax)
+        return np.ascontiguousarray(np.concatenate(arrays, axis=ax))
