@@ -3,9 +3,15 @@
     python bench/report.py                       # full grid, ~3-4 minutes on 2 cores
     python bench/report.py --quick               # lecture config only, fewer repeats
     python bench/report.py --configs lecture --batch-sizes 1 256 --repeats 9
+    python bench/report.py --workload mlp        # issue 7's generic-ops MLP, B=16 and 256
 
 Columns: pure numpy, fastbp (numpy backend), fastbp (cython backend), the ratio
 cython / pure numpy, and -- when torch is importable -- torch eager and cython / torch.
+
+Workloads: ``window`` (default) is the PERF.md window-classifier step (configs lecture
+and large, windows/s); ``mlp`` is the two-layer MLP step of issue 7 written only with
+the generic ops (``bench/mlp_step.py``: D=300, H=512, C=256, examples/s; no torch
+column).
 
 How (PERF.md "How to measure"):
 
@@ -135,6 +141,11 @@ def _make(impl, config, B, dtype, threads, seed=0):
     fb.set_num_threads(threads)
     threadpool_limits(limits=threads, user_api="blas")
     dtype = np.dtype(dtype)
+    if config == "mlp":
+        sys.path.insert(0, str(HERE))
+        from mlp_step import make_mlp_step
+
+        return make_mlp_step(impl, B, dtype, seed)
     if impl == "torch":
         sys.path.insert(0, str(HERE))
         from torch_step import TorchStep
@@ -326,8 +337,13 @@ def markdown(results, impls):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="+", default=["lecture", "large"])
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32, 256, 2048])
+    p.add_argument("--workload", choices=("window", "mlp"), default="window",
+                   help="window: the PERF.md window classifier (configs lecture, large); "
+                   "mlp: issue 7's generic-ops MLP step (default batch sizes 16 256)")
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="window configs (default: lecture large)")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=None,
+                   help="default: 1 32 256 2048 (window), 16 256 (mlp)")
     p.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
                    help="default: all that are available")
     p.add_argument("--dtype", default="float32")
@@ -373,9 +389,25 @@ def main(argv=None):
     _import_fastbp()
     from fastbp import benchmark as bm
 
-    if args.quick:
-        args.configs, args.repeats = ["lecture"], 3
-    impls = args.impls or [i for i in IMPLS if i != "torch" or torch_available()]
+    if args.workload == "mlp":
+        if args.configs:
+            p.error("--configs applies to the window workload only")
+        args.configs = ["mlp"]
+        args.batch_sizes = args.batch_sizes or [16, 256]
+        if args.quick:
+            args.repeats = 3
+        unit = "examples/s"
+        available = [i for i in IMPLS if i != "torch"]
+        if args.impls and "torch" in args.impls:
+            p.error("the mlp workload has no torch implementation")
+    else:
+        args.configs = args.configs or ["lecture", "large"]
+        args.batch_sizes = args.batch_sizes or [1, 32, 256, 2048]
+        if args.quick:
+            args.configs, args.repeats = ["lecture"], 3
+        unit = "windows/s"
+        available = [i for i in IMPLS if i != "torch" or torch_available()]
+    impls = args.impls or available
     if "fastbp-cython" in impls and not bm.cython_available():
         print("note: fastbp's compiled kernels are not built; fastbp-cython skipped",
               file=sys.stderr)
@@ -397,7 +429,7 @@ def main(argv=None):
     mode = "same process" if args.same_process else "one process per implementation"
     print(markdown(results, impls))
     print()
-    print(f"windows/s, {args.dtype}, {args.threads} threads, median of {args.repeats} "
+    print(f"{unit}, {args.dtype}, {args.threads} threads, median of {args.repeats} "
           f"alternating timings of ~{args.seconds}s ({mode}; "
           f"OPENBLAS_THREAD_TIMEOUT={env.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}"
           + "".join(f", {kv}" for kv in args.env) + "); "

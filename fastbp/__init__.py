@@ -35,6 +35,8 @@ from .threads import _init_from_env as _init_threads  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 from .backends import get_backend, set_backend, use_backend  # noqa: E402
 from .gradcheck import GradcheckError, GradcheckResult, gradcheck  # noqa: E402
+from .function import Function, FunctionCtx  # noqa: E402
+from .functional import jacobian  # noqa: E402
 from .sparse import RowSparseGrad  # noqa: E402
 from .tensor import (  # noqa: E402
     AnomalyError,
@@ -110,6 +112,9 @@ __all__ = [
     "gradcheck",
     "GradcheckError",
     "GradcheckResult",
+    "Function",
+    "FunctionCtx",
+    "jacobian",
     "optim",
     "set_backend",
     "get_backend",
