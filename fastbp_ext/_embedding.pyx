@@ -250,6 +250,10 @@ def coalesce_rows(rows, cnp.ndarray values not None):
     c.n[1] = d
     c.n[2] = cnp.PyArray_TYPE(I) == cnp.NPY_INT32
     launch(&K_COALESCE_ROWS, &c)
-    if u < n:  # shrink in place to the distinct rows (fresh arrays, no other reference)
-        summed.resize((u, d), refcheck=False)
+    cdef cnp.PyArray_Dims shape
+    if u < n:  # shrink in place to the distinct rows (a fresh array: no other reference)
+        dims[0] = u
+        shape.ptr = dims
+        shape.len = 2
+        cnp.PyArray_Resize(summed, &shape, 0, cnp.NPY_CORDER)
     return uniq[:u].astype(np.intp, copy=False), summed
