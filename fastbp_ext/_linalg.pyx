@@ -11,7 +11,7 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sdot, ddot
 
 from fastbp_ext._common cimport (
-    floating, Call, Kernel, launch, call_dtype,
+    floating, Call, Kernel, run, launch, call_dtype,
     dim, same_shape, shape_of, ftype, same_type, contig, out_like, no_overlap,
     same_or_apart, check_beta, blas_dim, put,
 )
@@ -325,7 +325,9 @@ def dot(cnp.ndarray x not None, cnp.ndarray y not None):
     c.a[0] = cnp.PyArray_DATA(x)
     c.a[1] = cnp.PyArray_DATA(y)
     c.n[0] = n
-    launch(&K_DOT, &c)
+    # k_dot cannot fail, and (as before the move to the kernel ABI) a dot product is too
+    # short to pay for releasing the GIL: run it directly.
+    run(&K_DOT, &c)
     return out
 
 

@@ -196,7 +196,7 @@ cdef Kernel K_BACKPROP_SIGMOID_BCE = Kernel(
 # ==================================================================================
 # Python wrappers
 # ==================================================================================
-cdef object _dloss(object dloss, double* buf, Call* c, int slot, int flag):
+cdef inline object _dloss(object dloss, double* buf, Call* c, int slot, int flag):
     """Point ``c.a[slot]`` at the upstream gradient: a one-element float32/float64 array
     (read through the pointer; ``c.n[flag]`` says whether it is float64), or a number
     stored in ``buf``. Returns the object to keep alive during the call."""
