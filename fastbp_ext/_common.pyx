@@ -5,11 +5,38 @@ Python wrappers, the thread policy of the parallel loops, and :c:func:`launch`."
 cimport numpy as cnp
 from cython.parallel cimport prange  # noqa: F401  (links OpenMP for omp_get_* users)
 
+from fastbp_ext._simd cimport FASTBP_LIBMVEC
+
 import os
 
 import numpy as np
 
 cnp.import_array()
+
+
+# ==================================================================================
+# Build flags
+# ==================================================================================
+def _probe_boundscheck():
+    # True when this module was compiled with boundscheck on: index 1 of a length-1
+    # view of a 3-element buffer raises with checks and reads valid memory without.
+    cdef double[::1] view = np.zeros(3)[:1]
+    cdef Py_ssize_t i = 1
+    try:
+        view[i] = 0.0
+    except IndexError:
+        return True
+    return False
+
+
+BOUNDSCHECK = _probe_boundscheck()
+"""True when the kernels were built with ``FASTBP_BOUNDSCHECK=1`` (bounds and wrap-around
+checks compiled in; setup.py gives every kernel module the same flags). The raw-pointer
+loops are guarded by the validation of each Python-callable kernel in either build."""
+
+LIBMVEC = bool(FASTBP_LIBMVEC)
+"""True when the tanh/sigmoid/exp loops of ``_simd.h`` are vectorised through glibc's
+libmvec."""
 
 
 # ==================================================================================

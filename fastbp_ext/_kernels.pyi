@@ -4,14 +4,12 @@ Arrays are float32 or float64 numpy arrays of one dtype per call; ids are intege
 Ops taking ``out``/``beta`` write ``out = result + beta * out`` and return ``out``.
 """
 
-from typing import Literal, SupportsFloat, SupportsIndex
+from typing import SupportsIndex
 
 import numpy as np
-from numpy.typing import DTypeLike, NDArray
+from numpy.typing import NDArray
 
 _F = NDArray[np.floating]
-_I = NDArray[np.integer]
-_Act = Literal["identity", "tanh", "sigmoid", "relu"]
 _Beta = float
 
 BOUNDSCHECK: bool
@@ -21,16 +19,6 @@ class UnsupportedBroadcast(ValueError): ...
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
-
-# BLAS-like
-def gemm(A: _F, B: _F, out: _F | None = None, trans_a: bool = False, trans_b: bool = False,
-         beta: _Beta = 0.0) -> _F: ...
-def gemv(A: _F, x: _F, out: _F | None = None, trans: bool = False,
-         beta: _Beta = 0.0) -> _F: ...
-def ger(x: _F, y: _F, out: _F | None = None, beta: _Beta = 0.0) -> _F: ...
-def dot(x: _F, y: _F) -> _F: ...
-def scale(X: _F, alpha: SupportsFloat, out: _F | None = None, beta: _Beta = 0.0) -> _F: ...
-def linear(X: _F, W: _F, b: _F | None = None, out: _F | None = None) -> _F: ...
 
 # elementwise
 def add(X: _F, Y: _F) -> _F: ...
@@ -84,3 +72,10 @@ from fastbp_ext._indexing import (
     copy_into as copy_into,
     gather as gather,
 )
+
+# the kernels of the per-kind modules, gathered here (each module's __all__)
+from fastbp_ext._linalg import *  # noqa: F403
+from fastbp_ext._activations import *  # noqa: F403
+from fastbp_ext._embedding import *  # noqa: F403
+from fastbp_ext._losses import *  # noqa: F403
+from fastbp_ext._optim import *  # noqa: F403
