@@ -368,65 +368,6 @@ cdef void row_sums(Py_ssize_t n, Py_ssize_t m,
         out[i] = _put(<floating>sum_all(m, X + i * m), out[i], beta)
 
 
-cdef inline void _binop_vv(int op, Py_ssize_t m, const floating* x, const floating* y,
-                           floating* out) noexcept nogil:
-    cdef Py_ssize_t j
-    if op == 0:
-        for j in range(m):
-            out[j] = x[j] + y[j]
-    elif op == 1:
-        for j in range(m):
-            out[j] = x[j] - y[j]
-    else:
-        for j in range(m):
-            out[j] = x[j] * y[j]
-
-
-cdef inline void _binop_vs(int op, Py_ssize_t m, const floating* x, floating s,
-                           floating* out) noexcept nogil:
-    cdef Py_ssize_t j
-    if op == 0:
-        for j in range(m):
-            out[j] = x[j] + s
-    elif op == 1:
-        for j in range(m):
-            out[j] = x[j] - s
-    else:
-        for j in range(m):
-            out[j] = x[j] * s
-
-
-cdef inline void _binop_sv(int op, Py_ssize_t m, floating s, const floating* y,
-                           floating* out) noexcept nogil:
-    cdef Py_ssize_t j
-    if op == 0:
-        for j in range(m):
-            out[j] = s + y[j]
-    elif op == 1:
-        for j in range(m):
-            out[j] = s - y[j]
-    else:
-        for j in range(m):
-            out[j] = s * y[j]
-
-
-cdef void binop_rows(int op, Py_ssize_t n, Py_ssize_t m,
-                     const floating* x, Py_ssize_t xr, bint xv,  # IN  row stride, vector?
-                     const floating* y, Py_ssize_t yr, bint yv,  # IN
-                     floating* out,                              # OUT (n, m)
-                     ) noexcept nogil:
-    """out[i, j] = x[i*xr + j*xv] (op) y[i*yr + j*yv]: same shape, row bias, scalar.
-    (op: 0 add, 1 sub, 2 mul; one loop per op so that each vectorises.)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        if xv and yv:
-            _binop_vv(op, m, x + i * xr, y + i * yr, out + i * m)
-        elif xv:
-            _binop_vs(op, m, x + i * xr, y[i * yr], out + i * m)
-        else:
-            _binop_sv(op, m, x[i * xr], y + i * yr, out + i * m)
-
-
 cdef void scale_loop(Py_ssize_t n, floating alpha,
                      const floating* x,    # IN
                      floating beta,
@@ -1357,92 +1298,6 @@ def linear(cnp.ndarray X not None, cnp.ndarray W not None, cnp.ndarray b=None,
     return out
 
 
-# ------------------------------------------------------------------ elementwise
-cdef object _binary(int op, cnp.ndarray X, cnp.ndarray Y):
-    """Same shape, (n, m) with (m,) (either order), or a size-1 operand; else
-    UnsupportedBroadcast."""
-    cdef int t = _ftype(X, "X")
-    _same_type(Y, t, "Y", X, "X")
-    cdef int ndx = cnp.PyArray_NDIM(X), ndy = cnp.PyArray_NDIM(Y)
-    cdef Py_ssize_t nx = cnp.PyArray_SIZE(X), ny = cnp.PyArray_SIZE(Y)
-    cdef Py_ssize_t n, m, xr, yr
-    cdef bint xv, yv
-    cdef cnp.ndarray shape_of
-    if _same_shape(X, Y):
-        n, m, xr, yr, xv, yv, shape_of = 1, nx, 0, 0, True, True, X
-    elif ny == 1 and ndy <= ndx:
-        n, m, xr, yr, xv, yv, shape_of = 1, nx, 0, 0, True, False, X
-    elif nx == 1 and ndx <= ndy:
-        n, m, xr, yr, xv, yv, shape_of = 1, ny, 0, 0, False, True, Y
-    elif ndx == 2 and ndy == 1 and _dim(X, 1) == _dim(Y, 0):
-        n, m, xr, yr, xv, yv, shape_of = _dim(X, 0), _dim(X, 1), _dim(X, 1), 0, True, True, X
-    elif ndx == 1 and ndy == 2 and _dim(Y, 1) == _dim(X, 0):
-        n, m, xr, yr, xv, yv, shape_of = _dim(Y, 0), _dim(Y, 1), 0, _dim(Y, 1), True, True, Y
-    else:
-        raise UnsupportedBroadcast(
-            f"broadcasting {_shape(X)} with {_shape(Y)} is not covered by the compiled kernel")
-    X = _contig(X)
-    Y = _contig(Y)
-    cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(
-        cnp.PyArray_NDIM(shape_of), cnp.PyArray_DIMS(shape_of), t, 0)
-    cdef void* px = cnp.PyArray_DATA(X)
-    cdef void* py = cnp.PyArray_DATA(Y)
-    cdef void* po = cnp.PyArray_DATA(out)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            binop_rows(op, n, m, <float*>px, xr, xv, <float*>py, yr, yv, <float*>po)
-        else:
-            binop_rows(op, n, m, <double*>px, xr, xv, <double*>py, yr, yv, <double*>po)
-    return out
-
-
-def add(cnp.ndarray X not None, cnp.ndarray Y not None):
-    """``X + Y`` for same shapes, a (n, m) matrix with a (m,) row (either order), or a
-    size-1 operand.
-
-    Returns
-    -------
-    ndarray
-        A new array.
-
-    Raises
-    ------
-    TypeError
-        Non-float or mixed dtypes.
-    UnsupportedBroadcast
-        (a ValueError) for other broadcast patterns.
-    """
-    return _binary(0, X, Y)
-
-
-def sub(cnp.ndarray X not None, cnp.ndarray Y not None):
-    """``X - Y``; same shape patterns and exceptions as :func:`add`."""
-    return _binary(1, X, Y)
-
-
-def mul(cnp.ndarray X not None, cnp.ndarray Y not None):
-    """``X * Y``; same shape patterns and exceptions as :func:`add`."""
-    return _binary(2, X, Y)
-
-
-def add_bias(cnp.ndarray X not None, cnp.ndarray b not None):
-    """``X + b`` for ``X`` of shape (n, m) and a bias ``b`` of shape (m,).
-
-    Raises
-    ------
-    TypeError
-        Non-float or mixed dtypes.
-    ValueError
-        Other shapes.
-    """
-    if not (cnp.PyArray_NDIM(X) == 2 and cnp.PyArray_NDIM(b) == 1
-            and _dim(X, 1) == _dim(b, 0)):
-        _ftype(X, "X")
-        _same_type(b, cnp.PyArray_TYPE(X), "b", X, "X")
-        raise ValueError(f"add_bias needs X (n, m) and b (m,), got {_shape(X)} and {_shape(b)}")
-    return _binary(0, X, b)
-
-
 def reduce_sum(cnp.ndarray X not None, axis=None, bint keepdims=False):
     """Sum over all elements (``axis=None``) or, for a 2-D array, over axis 0 or 1.
 
@@ -1671,20 +1526,6 @@ cdef object _elementwise_backward(int act, cnp.ndarray dY, cnp.ndarray Y, cnp.nd
             else:
                 act_backward_par(act, n, <double*>pg, <double*>py, beta, <double*>po)
     return out
-
-
-def backprop_mul(cnp.ndarray dY not None, cnp.ndarray Other not None, cnp.ndarray out=None,
-                 double beta=0.0):
-    """Gradient of ``X * Other`` with respect to ``X``: ``out = dY * Other + beta * out``.
-
-    Raises
-    ------
-    TypeError
-        Non-float or mixed dtypes.
-    ValueError
-        Different shapes, a bad ``out``.
-    """
-    return _elementwise_backward(-1, dY, Other, out, beta, "Other")
 
 
 # ------------------------------------------------------------------ activations

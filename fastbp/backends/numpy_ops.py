@@ -279,3 +279,159 @@ class NumpyOps:
         Wr, mr, vr = W[rows], m[rows], v[rows]
         self.adam_update(Wr, g, mr, vr, lr, beta1, beta2, eps, step)
         W[rows], m[rows], v[rows] = Wr, mr, vr
+
+    # --- elementwise (issue 7) ----------------------------------------------------
+    # Binary ops broadcast as numpy does; gradients are taken at the broadcast shape
+    # (the graph layer sums them down with ``unbroadcast``). No RuntimeWarnings: log(-1)
+    # is NaN and 1/0 is inf, silently. (``add``, ``sub``, ``mul`` and ``backprop_mul``
+    # here supersede the definitions above.)
+    def add(self, X, Y, out=None):
+        """``X + Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        return _write(out, X + Y, 0.0)
+
+    def sub(self, X, Y, out=None):
+        """``X - Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        return _write(out, X - Y, 0.0)
+
+    def mul(self, X, Y, out=None):
+        """``X * Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        return _write(out, X * Y, 0.0)
+
+    def div(self, X, Y, out=None):
+        """``X / Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        with np.errstate(all="ignore"):
+            return _write(out, X / Y, 0.0)
+
+    def maximum(self, X, Y, out=None):
+        """``np.maximum(X, Y)`` (NaN propagates)."""
+        _same_dtype(X, Y)
+        return _write(out, np.maximum(X, Y), 0.0)
+
+    def minimum(self, X, Y, out=None):
+        """``np.minimum(X, Y)`` (NaN propagates)."""
+        _same_dtype(X, Y)
+        return _write(out, np.minimum(X, Y), 0.0)
+
+    def backprop_mul(self, dZ, Other, out=None, beta=0.0):
+        """Gradient of ``X * Other`` with respect to ``X`` at ``dZ.shape``:
+        ``dZ * Other`` (``Other`` broadcastable to ``dZ.shape``)."""
+        _broadcasts_to(dZ, Other)
+        return _write(out, dZ * Other, beta)
+
+    def backprop_div(self, dZ, X, Y, wrt, out=None, beta=0.0):
+        """Gradient of ``X / Y`` at ``dZ.shape``: ``dZ / Y`` (wrt=0) or
+        ``-dZ * X / (Y * Y)`` (wrt=1)."""
+        _broadcasts_to(dZ, X, Y)
+        _check_wrt(wrt)
+        with np.errstate(all="ignore"):
+            g = dZ / Y if wrt == 0 else (-dZ * X) / (Y * Y)
+        return _write(out, g, beta)
+
+    def backprop_maximum(self, dZ, X, Y, wrt, out=None, beta=0.0):
+        """Gradient of ``maximum(X, Y)`` at ``dZ.shape``: to the input that was chosen,
+        ties split evenly: ``dZ * ([X > Y] + 0.5 [X == Y])`` (wrt=0, ``Y > X`` for
+        wrt=1)."""
+        _broadcasts_to(dZ, X, Y)
+        _check_wrt(wrt)
+        A, B = (X, Y) if wrt == 0 else (Y, X)
+        return _write(out, _pick(dZ, A > B, A == B), beta)
+
+    def backprop_minimum(self, dZ, X, Y, wrt, out=None, beta=0.0):
+        """Gradient of ``minimum(X, Y)``: as :meth:`backprop_maximum` with ``<``."""
+        _broadcasts_to(dZ, X, Y)
+        _check_wrt(wrt)
+        A, B = (X, Y) if wrt == 0 else (Y, X)
+        return _write(out, _pick(dZ, A < B, A == B), beta)
+
+    def exp(self, X, out=None):
+        """``np.exp(X)`` (overflow gives inf, silently)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.exp(X), 0.0)
+
+    def log(self, X, out=None):
+        """``np.log(X)`` (log(0) = -inf, log(x < 0) = NaN, silently)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.log(X), 0.0)
+
+    def sqrt(self, X, out=None):
+        """``np.sqrt(X)`` (NaN for x < 0, silently)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.sqrt(X), 0.0)
+
+    def power(self, X, p, out=None):
+        """``X ** p`` for a constant exponent ``p`` (in X's dtype)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.power(X, X.dtype.type(p)), 0.0)
+
+    def backprop_exp(self, dY, Y, out=None, beta=0.0):
+        """Gradient of ``Y = exp(X)``: ``dY * Y`` (Y the saved output)."""
+        _same_shape(dY, Y)
+        return _write(out, dY * Y, beta)
+
+    def backprop_log(self, dY, X, out=None, beta=0.0):
+        """Gradient of ``log(X)``: ``dY / X`` (X the saved input)."""
+        _same_shape(dY, X)
+        with np.errstate(all="ignore"):
+            return _write(out, dY / X, beta)
+
+    def backprop_sqrt(self, dY, Y, out=None, beta=0.0):
+        """Gradient of ``Y = sqrt(X)``: ``dY * 0.5 / Y`` (Y the saved output)."""
+        _same_shape(dY, Y)
+        with np.errstate(all="ignore"):
+            return _write(out, dY * dY.dtype.type(0.5) / Y, beta)
+
+    def backprop_power(self, dY, X, p, out=None, beta=0.0):
+        """Gradient of ``X ** p``: ``dY * p * X**(p - 1)``; p == 0 gives 0 everywhere,
+        p == 1 gives dY exactly."""
+        _same_shape(dY, X)
+        t = dY.dtype.type
+        if p == 0:
+            return _write(out, np.zeros_like(dY), beta)
+        if p == 1:
+            return _write(out, dY.copy(), beta)
+        with np.errstate(all="ignore"):
+            return _write(out, dY * t(p) * np.power(X, t(p) - t(1)), beta)
+
+    def scale_by(self, X, s, out=None, beta=0.0):
+        """``X * s`` with ``s`` a one-element array (a run-time scalar)."""
+        _same_dtype(X, s, "s")
+        if s.size != 1:
+            raise ValueError(f"s must have exactly one element, got shape {s.shape}")
+        return _write(out, X * s.reshape(()), beta)
+
+
+# --- elementwise (issue 7) helpers
+def _same_dtype(X, Y, name="Y"):
+    if X.dtype.type is not Y.dtype.type:
+        raise TypeError(f"mixed dtypes: X is {X.dtype} but {name} is {Y.dtype}; "
+                        "fastbp never upcasts silently")
+
+
+def _same_shape(dY, A):
+    _same_dtype(dY, A, "the saved array")
+    if dY.shape != A.shape:
+        raise ValueError(f"dY of shape {dY.shape} does not match an input of shape {A.shape}")
+
+
+def _broadcasts_to(dZ, *inputs):
+    for A in inputs:
+        _same_dtype(dZ, A, "an input")
+        if np.broadcast_shapes(dZ.shape, A.shape) != dZ.shape:
+            raise ValueError(f"dZ of shape {dZ.shape} and an input of shape {A.shape}: the "
+                             "input does not broadcast to dZ's shape")
+
+
+def _check_wrt(wrt):
+    if wrt not in (0, 1):
+        raise ValueError(f"wrt must be 0 (X) or 1 (Y), got {wrt}")
+
+
+def _pick(dZ, chosen, tie):
+    """``dZ * ([chosen] + 0.5 [tie])`` in dZ's dtype, at dZ's shape."""
+    t = dZ.dtype.type
+    w = np.where(chosen, t(1), np.where(tie, t(0.5), t(0)))
+    return dZ * w
