@@ -811,19 +811,19 @@ def scale_by(cnp.ndarray X not None, cnp.ndarray s not None, cnp.ndarray out=Non
 
 
 # ------------------------------------------------------------------ binary gradients
-def backprop_mul(cnp.ndarray dY not None, cnp.ndarray Other not None, cnp.ndarray out=None,
+def backprop_mul(cnp.ndarray dZ not None, cnp.ndarray Other not None, cnp.ndarray out=None,
                  double beta=0.0):
     """Gradient of ``Z = X * Other`` with respect to ``X`` at the broadcast shape:
-    ``out = dY * Other + beta * out``.
+    ``out = dZ * Other + beta * out``.
 
     Parameters
     ----------
-    dY : ndarray
+    dZ : ndarray
         The upstream gradient (of Z's shape); any strides.
     Other : ndarray
-        The other factor, broadcastable to ``dY.shape``.
+        The other factor, broadcastable to ``dZ.shape``.
     out : ndarray, optional
-        C-contiguous destination of dY's shape.
+        C-contiguous destination of dZ's shape.
     beta : float
         0.0 or 1.0.
 
@@ -837,10 +837,10 @@ def backprop_mul(cnp.ndarray dY not None, cnp.ndarray Other not None, cnp.ndarra
     TypeError
         Non-float or mixed dtypes.
     ValueError
-        ``Other`` not broadcastable to dY's shape, a bad ``out`` or ``beta``.
+        ``Other`` not broadcastable to dZ's shape, a bad ``out`` or ``beta``.
     """
-    cdef int t = _grad_args(dY, "dY", Other, "Other", None, "", False)
-    return _gradient(&K_BP_MUL, t, dY, Other, None, out, beta)
+    cdef int t = _grad_args(dZ, "dZ", Other, "Other", None, "", False)
+    return _gradient(&K_BP_MUL, t, dZ, Other, None, out, beta)
 
 
 def backprop_div(cnp.ndarray dZ not None, cnp.ndarray X not None, cnp.ndarray Y not None,

@@ -483,7 +483,8 @@ def cases_ew_scale_by(dt, rng):
 def _also(old, new):
     """The existing cases of an op, then the new ones (labels prefixed ``ew-``)."""
     def build(dt, rng):
-        return old(dt, rng) + [("ew-" + label, args, kwargs) for label, args, kwargs in new(dt, rng)]
+        return old(dt, rng) + [("ew-" + label, args, kwargs)
+                               for label, args, kwargs in new(dt, rng)]
     return build
 
 

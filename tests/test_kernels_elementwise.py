@@ -290,7 +290,8 @@ def unary_input(dt, rng, shape=(50, 31)):
 def test_unary_matches_numpy_without_warnings(op, dt):
     rng = np.random.default_rng(7)
     for shape in [(), (0,), (1,), (17,), (50, 31), (3, 4, 5), (100_003,)]:
-        X = unary_input(dt, rng, shape) if np.prod(shape) >= len(SPECIAL) else arr(shape, dt, rng, 0.1, 3)
+        big = np.prod(shape) >= len(SPECIAL)
+        X = unary_input(dt, rng, shape) if big else arr(shape, dt, rng, 0.1, 3)
         with np.errstate(all="ignore"):
             want = UNARY[op](X)
         with warnings.catch_warnings():
