@@ -274,6 +274,21 @@ def test_backprop_mul_broadcasts_other(so, dt):
         K.backprop_mul(arr((5,), dt, rng), arr((4, 5), dt, rng))  # would grow dZ
 
 
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gradients_in_place_on_the_upstream_gradient(dt):
+    rng = np.random.default_rng(13)
+    dZ, O = arr((6, 5), dt, rng), arr((5,), dt, rng)
+    want = dZ * O
+    assert K.backprop_mul(dZ, O, dZ) is dZ
+    close(dZ, want, dt)
+    X, zero = arr((6, 5), dt, rng), np.zeros((), dt)
+    want = np.asarray(grad_ref("maximum", dZ, X, zero, 0), dt)
+    K.backprop_maximum(dZ, X, zero, 0, out=dZ)       # the relu pattern, in place
+    close(dZ, want, dt)
+    with pytest.raises(ValueError, match="partly overlaps"):
+        K.backprop_mul(dZ, dZ[0], out=dZ)
+
 # ----------------------------------------------------------------------- unary ops
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 30.0, -30.0, 100.0, -100.0, 1.0, 2.0]
 UNARY = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt}
