@@ -40,6 +40,7 @@ LIBMVEC_MATH = bool(FASTBP_MATH_LIBMVEC)
 
 cdef enum:
     MAXD = 64           # numpy 2's NPY_MAXDIMS: axes of the geometry buffer
+    TILE = 16           # tile edge of the transposed-operand walk (_rows_tiled)
     # inner loops of the N-d iteration: binary (operands 0, 1) ...
     OP_ADD = 0
     OP_SUB = 1
@@ -159,6 +160,56 @@ cdef void _rows(int op, Py_ssize_t lo, Py_ssize_t hi, int nd,
             d -= 1
 
 
+cdef inline Py_ssize_t _offset(Py_ssize_t r, int nd, const Py_ssize_t* shape,
+                               const Py_ssize_t* s) noexcept nogil:
+    """Element offset of row ``r`` (a flat index over the axes before the last)."""
+    cdef Py_ssize_t off = 0
+    cdef int d = nd - 2
+    while d >= 0:
+        off += (r % shape[d]) * s[d]
+        r = r // shape[d]
+        d -= 1
+    return off
+
+
+cdef void _rows_tiled(int op, Py_ssize_t lo, Py_ssize_t hi, int nd,
+                      const Py_ssize_t* geo,                 # IN  shape and strides
+                      const floating* a, const floating* b,  # IN  operands 0, 1
+                      const floating* z,                     # IN  operand 2
+                      floating* out,                         # OUT rows [lo, hi) of out
+                      floating beta) noexcept nogil:
+    """As :func:`_rows`, for an operand read across its rows (a transposed view): the
+    last two axes are walked in TILE x TILE tiles so that the lines it reads stay in
+    cache while the output is written row by row."""
+    cdef const Py_ssize_t* shape = geo
+    cdef const Py_ssize_t* s0 = geo + MAXD
+    cdef const Py_ssize_t* s1 = geo + 2 * MAXD
+    cdef const Py_ssize_t* s2 = geo + 3 * MAXD
+    cdef Py_ssize_t m = shape[nd - 1], P = shape[nd - 2], r = lo, r_end, i, j0, jl
+    cdef Py_ssize_t o0, o1, o2
+    cdef Py_ssize_t t0 = s0[nd - 2], t1 = s1[nd - 2], t2 = s2[nd - 2]
+    cdef Py_ssize_t u0 = s0[nd - 1], u1 = s1[nd - 1], u2 = s2[nd - 1]
+    while r < hi:
+        # a block of up to TILE rows along axis nd - 2 (not crossing into the next block
+        # of the axes before it)
+        r_end = r - r % P + P
+        if r_end > r + TILE:
+            r_end = r + TILE
+        if r_end > hi:
+            r_end = hi
+        o0 = _offset(r, nd, shape, s0)
+        o1 = _offset(r, nd, shape, s1)
+        o2 = _offset(r, nd, shape, s2)
+        j0 = 0
+        while j0 < m:
+            jl = m - j0 if m - j0 < TILE else TILE
+            for i in range(r_end - r):
+                _row(op, jl, a + o0 + i * t0 + j0 * u0, u0, b + o1 + i * t1 + j0 * u1, u1,
+                     z + o2 + i * t2 + j0 * u2, u2, out + (r + i) * m + j0, beta)
+            j0 += TILE
+        r = r_end
+
+
 cdef int _nd(int op, floating* out, Call* c) noexcept nogil:
     """The N-d iteration of ``op`` (threads over rows, or over chunks of a single row)."""
     cdef int nd = <int>c.n[0]
@@ -171,13 +222,19 @@ cdef int _nd(int op, floating* out, Call* c) noexcept nogil:
     cdef Py_ssize_t sa = geo[MAXD + nd - 1], sb = geo[2 * MAXD + nd - 1]
     cdef Py_ssize_t sz = geo[3 * MAXD + nd - 1]
     cdef int d, nt
+    # an operand read across memory along the last axis: tile the last two axes
+    cdef bint tiled = nd >= 2 and (sa > 1 or sa < -1 or sb > 1 or sb < -1 or sz > 1
+                                   or sz < -1)
     for d in range(nd - 1):
         R *= geo[d]
     if R * m == 0:
         return 0
     nt = threads_for(R * m * <Py_ssize_t>sizeof(floating), PAR_ARITH)
     if nt == 1:
-        _rows(op, 0, R, nd, geo, a, b, z, out, beta)
+        if tiled:
+            _rows_tiled(op, 0, R, nd, geo, a, b, z, out, beta)
+        else:
+            _rows(op, 0, R, nd, geo, a, b, z, out, beta)
     elif R == 1:                      # one long row: split it
         chunk = (m + nt - 1) // nt
         for t in prange(nt, num_threads=nt, schedule='static'):
@@ -191,7 +248,10 @@ cdef int _nd(int op, floating* out, Call* c) noexcept nogil:
         chunk = (R + nt - 1) // nt
         for t in prange(nt, num_threads=nt, schedule='static'):
             lo = t * chunk
-            if lo < R:
+            if lo < R and tiled:
+                _rows_tiled(op, lo, (lo + chunk if lo + chunk <= R else R), nd, geo, a, b,
+                            z, out, beta)
+            elif lo < R:
                 _rows(op, lo, (lo + chunk if lo + chunk <= R else R), nd, geo, a, b, z,
                       out, beta)
     return 0

@@ -145,6 +145,35 @@ def test_binary_views_with_zero_and_odd_strides(dt):
     close(K.add(base[:, :1, ::3], base[0, :, ::3]), base[:, :1, ::3] + base[0, :, ::3], dt)
 
 
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dt", DTYPES)
+def test_transposed_operands_tiled_walk(dt, threads):
+    """Operands read across memory (transposes) take the tiled walk: odd sizes, 3-D
+    stacks whose tiles must not cross the outer axis, serial and split over threads."""
+    rng = np.random.default_rng(14)
+    old_n, old_t = K.get_num_threads(), K._parallel_thresholds()
+    try:
+        K.set_num_threads(threads)
+        if threads > 1:
+            K._parallel_thresholds(arith=64)
+        for shape in [(37, 53), (16, 16), (1, 40), (40, 1), (3, 17, 33), (5, 2, 31)]:
+            A = arr(shape, dt, rng)
+            T = A.T                                      # strides reversed
+            B = arr(T.shape, dt, rng)
+            close(K.add(T, B), T + B, dt)
+            close(K.maximum(B, T), np.maximum(B, T), dt)
+            close(K.mul(T, B[..., :1]), T * B[..., :1], dt)
+            close(K.sub(T, T[:1]), T - T[:1], dt)
+            dZ = arr(T.shape, dt, rng)
+            close(K.backprop_div(dZ, T, np.asarray(B + 3, dt), 1),
+                  np.asarray(-dZ * T / ((B + 3) * (B + 3)), dt), dt)
+            P = A.transpose(*reversed(range(A.ndim)))[::-1]  # and a negative stride
+            close(K.add(P, P), P + P, dt)
+    finally:
+        K.set_num_threads(old_n)
+        K._parallel_thresholds(*old_t)
+
 @pytest.mark.parametrize("dt", DTYPES)
 def test_binary_in_place_and_overlap(dt):
     rng = np.random.default_rng(3)
