@@ -423,3 +423,84 @@ def test_concatenate(benchmark, backend, size, axis):
         arrays = [x.T.copy() for x in arrays]
     np.testing.assert_array_equal(ops.concatenate(arrays, axis), np.concatenate(arrays, axis))
     _run(benchmark, f"concatenate-axis{axis}-{size}", lambda: ops.concatenate(arrays, axis))
+
+# ---------------------------------------------------------------- elementwise (issue 7)
+# The generic ops at 1e3 and 1e6 elements, float32: (n/1000, 1000) arrays, so that the
+# row-bias and scalar cases are the broadcast patterns of an MLP written with them.
+_EW_SIZES = [1_000, 1_000_000]
+
+
+def _ew(rng, n, lo=-2.0, hi=2.0):
+    return rng.uniform(lo, hi, (n // 1000, 1000)).astype(F32)
+
+
+_EW_BINARY = {
+    "add-same": ("add", lambda X, Y, b: (X, Y), lambda X, Y, b: X + Y),
+    "add-row": ("add", lambda X, Y, b: (X, b), lambda X, Y, b: X + b),
+    "div": ("div", lambda X, Y, b: (X, Y), lambda X, Y, b: X / Y),
+    "maximum": ("maximum", lambda X, Y, b: (X, Y), lambda X, Y, b: np.maximum(X, Y)),
+    "maximum-0": ("maximum", lambda X, Y, b: (X, np.zeros((), F32)),
+                  lambda X, Y, b: np.maximum(X, 0)),
+}
+
+
+@pytest.mark.parametrize("n", _EW_SIZES)
+@pytest.mark.parametrize("case", list(_EW_BINARY))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ew_binary(benchmark, backend, case, n):
+    ops = _ops(backend)
+    rng = _rng()
+    op, args, expect = _EW_BINARY[case]
+    X, Y, b = _ew(rng, n), _ew(rng, n, 0.5, 2.0), _ew(rng, 1000)[0]
+    a = args(X, Y, b)
+    np.testing.assert_allclose(getattr(ops, op)(*a), expect(X, Y, b), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"ew-{case}-n{n:.0e}", lambda: getattr(ops, op)(*a))
+
+
+_EW_UNARY = {
+    "exp": (lambda ops, X: ops.exp(X), np.exp),
+    "log": (lambda ops, X: ops.log(X), np.log),
+    "sqrt": (lambda ops, X: ops.sqrt(X), np.sqrt),
+    "power-3": (lambda ops, X: ops.power(X, 3.0), lambda X: X ** 3),
+    "power-1.5": (lambda ops, X: ops.power(X, 1.5), lambda X: X ** F32(1.5)),
+}
+
+
+@pytest.mark.parametrize("n", _EW_SIZES)
+@pytest.mark.parametrize("case", list(_EW_UNARY))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ew_unary(benchmark, backend, case, n):
+    ops = _ops(backend)
+    fn, expect = _EW_UNARY[case]
+    X = _ew(_rng(), n, 0.1, 3.0)
+    np.testing.assert_allclose(fn(ops, X), expect(X), rtol=1e-5, atol=1e-6)
+    _run(benchmark, f"ew-{case}-n{n:.0e}", lambda: fn(ops, X))
+
+
+@pytest.mark.parametrize("n", _EW_SIZES)
+@pytest.mark.parametrize("op", ["maximum", "div"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ew_binary_bwd(benchmark, backend, op, n):
+    """The gradient with respect to X, written into an out buffer; Y a broadcast row."""
+    ops = _ops(backend)
+    ref = fb.backends._resolve("numpy")
+    rng = _rng()
+    dZ, X, y = _ew(rng, n), _ew(rng, n), _ew(rng, 1000, 0.5, 2.0)[0]
+    out = np.empty_like(dZ)
+    fn = getattr(ops, "backprop_" + op)
+    fn(dZ, X, y, 0, out, 0.0)
+    np.testing.assert_allclose(out, getattr(ref, "backprop_" + op)(dZ, X, y, 0), rtol=1e-5,
+                               atol=1e-6)
+    _run(benchmark, f"ew-{op}-bwd-n{n:.0e}", lambda: fn(dZ, X, y, 0, out, 0.0))
+
+
+@pytest.mark.parametrize("n", _EW_SIZES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ew_exp_bwd(benchmark, backend, n):
+    ops = _ops(backend)
+    rng = _rng()
+    dY, Y = _ew(rng, n), np.exp(_ew(rng, n))
+    out = np.empty_like(dY)
+    ops.backprop_exp(dY, Y, out, 0.0)
+    np.testing.assert_allclose(out, dY * Y, rtol=1e-6)
+    _run(benchmark, f"ew-exp-bwd-n{n:.0e}", lambda: ops.backprop_exp(dY, Y, out, 0.0))

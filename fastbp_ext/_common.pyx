@@ -193,12 +193,35 @@ cdef cnp.ndarray contig(cnp.ndarray a):
     return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
 
 
+cdef inline void _extent(cnp.ndarray a, char** lo, char** hi) noexcept:
+    """The byte range [lo, hi) that the elements of a (any strides) lie in."""
+    cdef char* p = <char*>cnp.PyArray_DATA(a)
+    cdef char* l = p
+    cdef char* h = p + cnp.PyArray_ITEMSIZE(a)
+    cdef int i
+    cdef Py_ssize_t span
+    for i in range(cnp.PyArray_NDIM(a)):
+        span = (cnp.PyArray_DIMS(a)[i] - 1) * cnp.PyArray_STRIDES(a)[i]
+        if span < 0:
+            l += span
+        else:
+            h += span
+    lo[0] = l
+    hi[0] = h
+
+
 cdef bint overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
-    """Do the (contiguous) buffers of a and b share memory?"""
-    cdef char* pa = <char*>cnp.PyArray_DATA(a)
-    cdef char* pb = <char*>cnp.PyArray_DATA(b)
-    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
-    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+    """Can the buffers of a and b (any strides) share memory? Compares the byte ranges
+    their elements span (a conservative test, exact for contiguous arrays)."""
+    cdef char* la
+    cdef char* ha
+    cdef char* lb
+    cdef char* hb
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(b) == 0:
+        return False
+    _extent(a, &la, &ha)
+    _extent(b, &lb, &hb)
+    return la < hb and lb < ha
 
 
 cdef int writable(cnp.ndarray out, str name) except -1:

@@ -456,6 +456,35 @@ def cases_softmax_bwd(fwd):
     return build
 
 
+# --- elementwise (issue 7): the new broadcasting / unary ops and their gradients
+EW_SHAPES = BINARY_SHAPES + [((2, 1, 4), (3, 1)), ((3, 1), (2, 1, 4)), ((0, 3), (1, 3)),
+                             ((4, 1), (1, 0)), ((2, 3, 1, 5), (3, 4, 1)), ((300, 200), (200,)),
+                             ((600, 1), (600, 500))]
+
+
+def _away(rng, shape, dt):
+    """Values in +-[0.5, 2]: safe divisors."""
+    return np.asarray(_a(rng, shape, dt, 0.5, 2.0) * rng.choice([-1.0, 1.0], size=shape), dt)
+
+
+def _ties(rng, shape, dt):
+    return np.asarray(np.round(_a(rng, shape, dt, -2, 2)), dt)  # many exact ties
+
+
+def cases_ew_binary(op):
+    def build(dt, rng):
+        out = []
+        for sx, sy in EW_SHAPES:
+            X = _ties(rng, sx, dt) if op in ("maximum", "minimum") else _a(rng, sx, dt)
+            Y = _away(rng, sy, dt) if op == "div" else (
+                _ties(rng, sy, dt) if op in ("maximum", "minimum") else _a(rng, sy, dt))
+            shape = np.broadcast_shapes(sx, sy)
+            out.append((f"{sx}+{sy}", (X, Y), {}))
+            out.append((f"{sx}+{sy}-out", (X, Y), {"out": np.full(shape, np.nan, dt)}))
+        return out
+    return build
+
+
 CASES.update({
     "expand": cases_expand, "reduce_max": cases_reduce_max,
     "backprop_reduce_max": cases_backprop_reduce_max, "logsumexp": cases_logsumexp,
@@ -542,6 +571,115 @@ CASES.update({
     "backprop_gather": cases_backprop_gather, "concatenate": cases_concatenate,
 })
 
+
+def cases_ew_backprop_binary(op):
+    def build(dt, rng):
+        out = []
+        for sx, sy in EW_SHAPES:
+            shape = np.broadcast_shapes(sx, sy)
+            if op == "div":
+                X, Y = _a(rng, sx, dt), _away(rng, sy, dt)
+            else:
+                X, Y = _ties(rng, sx, dt), _ties(rng, sy, dt)
+            for wrt in (0, 1):
+                out += _with_out(f"{sx}+{sy}-w{wrt}", (_a(rng, shape, dt), X, Y, wrt), {},
+                                 shape, dt, rng)
+        return out
+    return build
+
+
+def cases_ew_backprop_mul(dt, rng):
+    out = []
+    for sz, so in [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 4), ()), ((3, 4), (3, 1)),
+                   ((2, 3, 4), (3, 1)), ((0, 4), (4,)), ((600, 500), (600, 500))]:
+        out += _with_out(f"{sz}*{so}", (_a(rng, sz, dt), _a(rng, so, dt, -3, 3)), {}, sz, dt,
+                         rng)
+    return out
+
+
+def cases_ew_unary(op):
+    def build(dt, rng):
+        cases = []
+        for label, args, kwargs in cases_unary(dt, rng):
+            X = args[0]
+            if op in ("log", "sqrt"):
+                X = np.abs(X) + dt(0.1) if X.size > 10 else X  # mostly in the domain
+            cases.append((label, (X,), kwargs))
+            cases.append((label + "-out", (X,), {"out": np.full(X.shape, np.nan, dt)}))
+        return cases
+    return build
+
+
+POWERS = [0.0, 1.0, 2.0, 3.0, 0.5, -1.0, 2.5, -0.5, 1.5, -2.0]
+
+
+def cases_ew_power(dt, rng):
+    out = []
+    for p in POWERS:
+        for shape in [(), (0,), (7,), (30, 20)]:
+            X = _a(rng, shape, dt, 0.2, 3.0)
+            out.append((f"{shape}-p{p}", (X, p), {}))
+        out.append((f"special-p{p}", (_special((20,), dt, rng), p),
+                    {"out": np.full((20,), np.nan, dt)}))
+    return out
+
+
+def cases_ew_backprop_unary(op):
+    def build(dt, rng):
+        out = []
+        for shape in ELEM_SHAPES + [()]:
+            dY = _a(rng, shape, dt)
+            S = _a(rng, shape, dt, 0.2, 3.0)      # saved output / input, away from 0
+            if op == "exp":
+                S = np.asarray(np.exp(_a(rng, shape, dt)), dt)
+            out += _with_out(f"{shape}", (dY, S), {}, shape, dt, rng)
+        return out
+    return build
+
+
+def cases_ew_backprop_power(dt, rng):
+    out = []
+    for p in POWERS:
+        for shape in [(0, 3), (5,), (30, 20)]:
+            out += _with_out(f"{shape}-p{p}", (_a(rng, shape, dt), _a(rng, shape, dt, 0.2, 3.0),
+                                               p), {}, shape, dt, rng)
+    return out
+
+
+def cases_ew_scale_by(dt, rng):
+    out = []
+    for shape in [(), (0,), (5,), (3, 4), (2, 3, 4)]:
+        for sshape in [(), (1,), (1, 1)]:
+            out += _with_out(f"{shape}-s{sshape}", (_a(rng, shape, dt),
+                                                    _a(rng, sshape, dt)), {}, shape, dt, rng)
+    return out
+
+
+def _also(old, new):
+    """The existing cases of an op, then the new ones (labels prefixed ``ew-``)."""
+    def build(dt, rng):
+        return old(dt, rng) + [("ew-" + label, args, kwargs)
+                               for label, args, kwargs in new(dt, rng)]
+    return build
+
+
+CASES.update({
+    "add": _also(CASES["add"], cases_ew_binary("add")),
+    "sub": _also(CASES["sub"], cases_ew_binary("sub")),
+    "mul": _also(CASES["mul"], cases_ew_binary("mul")),
+    "div": cases_ew_binary("div"), "maximum": cases_ew_binary("maximum"),
+    "minimum": cases_ew_binary("minimum"),
+    "backprop_mul": _also(CASES["backprop_mul"], cases_ew_backprop_mul),
+    "backprop_div": cases_ew_backprop_binary("div"),
+    "backprop_maximum": cases_ew_backprop_binary("maximum"),
+    "backprop_minimum": cases_ew_backprop_binary("minimum"),
+    "exp": cases_ew_unary("exp"), "log": cases_ew_unary("log"), "sqrt": cases_ew_unary("sqrt"),
+    "power": cases_ew_power,
+    "backprop_exp": cases_ew_backprop_unary("exp"), "backprop_log": cases_ew_backprop_unary("log"),
+    "backprop_sqrt": cases_ew_backprop_unary("sqrt"), "backprop_power": cases_ew_backprop_power,
+    "scale_by": cases_ew_scale_by,
+})
+
 def _params():
     out = []
     for op in sorted(CASES):
@@ -624,8 +762,8 @@ def test_compiled_module_is_the_one_used():
 
 def test_fallback_only_for_uncovered_patterns():
     x = np.ones((3, 4))
-    with pytest.raises(K.UnsupportedBroadcast):
-        K.add(np.ones((3, 1)), np.ones((1, 4)))
+    # issue 7: add/sub/mul compile every broadcast pattern (no fallback any more)
+    np.testing.assert_array_equal(K.add(np.ones((3, 1)), np.ones((1, 4))), 2 * x)
     assert isinstance(K.UnsupportedBroadcast("x"), ValueError)
     np.testing.assert_array_equal(CY.add(np.ones((3, 1)), np.ones((1, 4))), 2 * x)
 

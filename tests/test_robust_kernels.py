@@ -469,6 +469,111 @@ CASES.update({
     "backprop_gather": case_backprop_gather, "concatenate": case_concatenate,
 })
 
+# --- elementwise (issue 7): the new broadcasting / unary ops and their gradients
+def ew_shapes(draw):
+    sx, sy = binary_shapes(draw)
+    return draw(st.sampled_from([(sx, sy), (sx, sy), ((2, 1, dim(draw)), (dim(draw), 1)),
+                                 ((dim(draw), 1, 3), (1, dim(draw), 1))]))
+
+
+def _away(rng, shape, dt):
+    return np.asarray(rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], size=shape), dt)
+
+
+def _ties(rng, shape, dt):
+    return np.asarray(np.round(rng.standard_normal(shape) * 2), dt)
+
+
+def case_ew_binary(op):
+    def case(draw, dt, rng):
+        sx, sy = ew_shapes(draw)
+        pick = op in ("maximum", "minimum")
+        X = _ties(rng, sx, dt) if pick else np.asarray(rng.standard_normal(sx), dt)
+        Y = _away(rng, sy, dt) if op == "div" else (
+            _ties(rng, sy, dt) if pick else np.asarray(rng.standard_normal(sy), dt))
+        if draw(st.booleans()):
+            return [X, Y], []
+        return [X, Y, np.full(np.broadcast_shapes(sx, sy), np.nan, dt)], [2]
+    return case
+
+
+def case_ew_backprop_binary(op):
+    def case(draw, dt, rng):
+        sx, sy = ew_shapes(draw)
+        shape = np.broadcast_shapes(sx, sy)
+        if op == "div":
+            X, Y = np.asarray(rng.standard_normal(sx), dt), _away(rng, sy, dt)
+        else:
+            X, Y = _ties(rng, sx, dt), _ties(rng, sy, dt)
+        out, beta = out_and_beta(draw, shape, dt, rng)
+        return [np.asarray(rng.standard_normal(shape), dt), X, Y, draw(st.sampled_from([0, 1])),
+                out, beta], [4] if out is not None else []
+    return case
+
+
+def case_ew_backprop_mul(draw, dt, rng):
+    sx, sy = ew_shapes(draw)
+    shape = np.broadcast_shapes(sx, sy)
+    out, beta = out_and_beta(draw, shape, dt, rng)
+    return [np.asarray(rng.standard_normal(shape), dt), np.asarray(rng.standard_normal(sy), dt),
+            out, beta], [2] if out is not None else []
+
+
+def case_ew_unary(op):
+    def case(draw, dt, rng):
+        shape = any_shape(draw)
+        X = rng.standard_normal(shape) * 3
+        if op in ("log", "sqrt", "power"):
+            X = np.abs(X) + 0.1
+        args = [np.asarray(X, dt)]
+        if op == "power":
+            args.append(draw(st.sampled_from([0.0, 1.0, 2.0, 3.0, 0.5, -1.0, 2.5, -0.5])))
+        if draw(st.booleans()):
+            return args, []
+        return args + [np.full(shape, np.nan, dt)], [len(args)]
+    return case
+
+
+def case_ew_backprop_unary(op):
+    def case(draw, dt, rng):
+        shape = any_shape(draw)
+        S = np.asarray(np.abs(rng.standard_normal(shape)) + 0.2, dt)
+        args = [np.asarray(rng.standard_normal(shape), dt), S]
+        if op == "power":
+            args.append(draw(st.sampled_from([0.0, 1.0, 2.0, 3.0, 0.5, -1.0, 2.5, -0.5])))
+        out, beta = out_and_beta(draw, shape, dt, rng)
+        return args + [out, beta], [len(args)] if out is not None else []
+    return case
+
+
+def case_ew_scale_by(draw, dt, rng):
+    shape = any_shape(draw)
+    out, beta = out_and_beta(draw, shape, dt, rng)
+    s = np.asarray(rng.standard_normal(draw(st.sampled_from([(), (1,), (1, 1)]))), dt)
+    return [np.asarray(rng.standard_normal(shape), dt), s, out, beta], \
+        [2] if out is not None else []
+
+
+CASES.update({
+    "div": case_ew_binary("div"), "maximum": case_ew_binary("maximum"),
+    "minimum": case_ew_binary("minimum"),
+    "backprop_div": case_ew_backprop_binary("div"),
+    "backprop_maximum": case_ew_backprop_binary("maximum"),
+    "backprop_minimum": case_ew_backprop_binary("minimum"),
+    "exp": case_ew_unary("exp"), "log": case_ew_unary("log"), "sqrt": case_ew_unary("sqrt"),
+    "power": case_ew_unary("power"),
+    "backprop_exp": case_ew_backprop_unary("exp"), "backprop_log": case_ew_backprop_unary("log"),
+    "backprop_sqrt": case_ew_backprop_unary("sqrt"),
+    "backprop_power": case_ew_backprop_unary("power"), "scale_by": case_ew_scale_by,
+})
+# the broadcast-generalised ops, on the new patterns too (the old cases stay in the draw)
+for _op in ("add", "sub", "mul"):
+    CASES[_op] = (lambda old, new: lambda draw, dt, rng: (
+        old if draw(st.booleans()) else new)(draw, dt, rng))(CASES[_op], case_ew_binary(_op))
+CASES["backprop_mul"] = (lambda old, new: lambda draw, dt, rng: (
+    old if draw(st.booleans()) else new)(draw, dt, rng))(CASES["backprop_mul"],
+                                                        case_ew_backprop_mul)
+
 def test_every_kernel_op_has_a_property_test():
     """Every op the compiled backend defines (beyond the reference's dropout_mask, which
     has its own test) is in CASES: a new kernel cannot skip the boundary tests."""
@@ -573,6 +678,23 @@ def sample_calls(dt=np.float64):
         "gather": ([f(5, 3), (ids,), np.zeros((2, 2, 3), dt)], 2),
         "backprop_gather": ([f(2, 2, 3), (ids,), (5, 3), np.zeros((5, 3), dt), 1.0], 3),
         "concatenate": ([[f(2, 3), f(1, 3)], 0, np.zeros((3, 3), dt)], 2),
+
+        # --- elementwise (issue 7)
+        "div": ([f(2, 3), np.abs(f(3)) + 1, np.zeros((2, 3), dt)], 2),
+        "maximum": ([f(2, 3), f(3), np.zeros((2, 3), dt)], 2),
+        "minimum": ([f(2, 1), f(3), np.zeros((2, 3), dt)], 2),
+        "backprop_div": ([f(2, 3), f(2, 3), np.abs(f(3)) + 1, 1, np.zeros((2, 3), dt), 1.0], 4),
+        "backprop_maximum": ([f(2, 3), f(2, 3), f(3), 0, np.zeros((2, 3), dt), 1.0], 4),
+        "backprop_minimum": ([f(2, 3), f(2, 3), f(1), 1, np.zeros((2, 3), dt), 1.0], 4),
+        "exp": ([f(2, 3), np.zeros((2, 3), dt)], 1),
+        "log": ([np.abs(f(2, 3)) + 1, np.zeros((2, 3), dt)], 1),
+        "sqrt": ([np.abs(f(2, 3)) + 1, np.zeros((2, 3), dt)], 1),
+        "power": ([np.abs(f(2, 3)) + 1, 2.5, np.zeros((2, 3), dt)], 2),
+        "backprop_exp": ([f(2, 3), f(2, 3), np.zeros((2, 3), dt), 1.0], 2),
+        "backprop_log": ([f(2, 3), np.abs(f(2, 3)) + 1, np.zeros((2, 3), dt), 1.0], 2),
+        "backprop_sqrt": ([f(2, 3), np.abs(f(2, 3)) + 1, np.zeros((2, 3), dt), 1.0], 2),
+        "backprop_power": ([f(2, 3), np.abs(f(2, 3)) + 1, 2.5, np.zeros((2, 3), dt), 1.0], 3),
+        "scale_by": ([f(2, 3), f(1), np.zeros((2, 3), dt), 1.0], 2),
     }
 
 

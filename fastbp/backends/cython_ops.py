@@ -9,9 +9,6 @@ directly, and never upcast silently: mixing float32 and float64 raises TypeError
 
 What stays in numpy, and why:
 
-* ``add``, ``sub``, ``mul``: the kernels cover same shapes, a (n, m) matrix with a
-  (m,) row (either order) and a size-1 (0-d or (1,)) operand; any other broadcast
-  pattern falls back to the numpy reference.
 * ``dropout_mask``: the uniform draws come from the caller's numpy ``Generator``
   (``rng.random``) so that a seeded run gives the same mask on both backends and the
   bit stream stays numpy's; the threshold/cast/scale that follows is one fused kernel
@@ -54,30 +51,6 @@ class CythonOps(NumpyOps):
     linear = staticmethod(_k.linear)
 
     # ------------------------------------------------------------------ elementwise
-    def add(self, X, Y):
-        """``X + Y``: compiled for same shapes, row bias and scalar operands, numpy
-        broadcasting otherwise."""
-        try:
-            return _k.add(X, Y)
-        except _Unsupported:
-            return _native(_ref.add(self, X, Y))
-
-    def sub(self, X, Y):
-        """``X - Y``: compiled for same shapes, row bias and scalar operands, numpy
-        broadcasting otherwise."""
-        try:
-            return _k.sub(X, Y)
-        except _Unsupported:
-            return _native(_ref.sub(self, X, Y))
-
-    def mul(self, X, Y):
-        """``X * Y``: compiled for same shapes, row bias and scalar operands, numpy
-        broadcasting otherwise."""
-        try:
-            return _k.mul(X, Y)
-        except _Unsupported:
-            return _native(_ref.mul(self, X, Y))
-
     add_bias = staticmethod(_k.add_bias)
 
     backprop_mul = staticmethod(_k.backprop_mul)
@@ -133,3 +106,23 @@ class CythonOps(NumpyOps):
     gather = staticmethod(_k.gather)
     backprop_gather = staticmethod(_k.backprop_gather)
     concatenate = staticmethod(_k.concatenate)
+
+    # --- elementwise (issue 7): numpy broadcasting for every pattern, no fallback
+    add = staticmethod(_k.add)
+    sub = staticmethod(_k.sub)
+    mul = staticmethod(_k.mul)
+    div = staticmethod(_k.div)
+    maximum = staticmethod(_k.maximum)
+    minimum = staticmethod(_k.minimum)
+    backprop_div = staticmethod(_k.backprop_div)
+    backprop_maximum = staticmethod(_k.backprop_maximum)
+    backprop_minimum = staticmethod(_k.backprop_minimum)
+    exp = staticmethod(_k.exp)
+    log = staticmethod(_k.log)
+    sqrt = staticmethod(_k.sqrt)
+    power = staticmethod(_k.power)
+    backprop_exp = staticmethod(_k.backprop_exp)
+    backprop_log = staticmethod(_k.backprop_log)
+    backprop_sqrt = staticmethod(_k.backprop_sqrt)
+    backprop_power = staticmethod(_k.backprop_power)
+    scale_by = staticmethod(_k.scale_by)

@@ -26,7 +26,6 @@ import operator
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from ._numpy_ops_ext import _Issue7Reference
 
 __all__ = ["NumpyOps"]
 
@@ -104,15 +103,13 @@ def _write(out, result, beta):
     if beta == 0.0:
         np.copyto(out, result)
     else:
-        out += result
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is nan, silently
+            out += result
     return out
 
 
-class NumpyOps(_Issue7Reference):
-    """Pure numpy implementation of every fastbp op (the reference).
-
-    The ops added for issue 7 (div, exp, reduce_max, softmax, gather, ...) are inherited
-    from :class:`~fastbp.backends._numpy_ops_ext._Issue7Reference`."""
+class NumpyOps:
+    """Pure numpy implementation of every fastbp op (the reference)."""
 
     name = "numpy"
 
@@ -424,41 +421,6 @@ class NumpyOps(_Issue7Reference):
         return _write(out, grad.reshape(Y.shape), beta)
 
 
-# --- reductions (issue 7): helpers of the section above ------------------------------
-def _axis3(X, axis):
-    """The (outer, n, inner) view of C-order ``X`` for one axis (None: all elements)."""
-    if axis is None:
-        return X.reshape(1, -1, 1)
-    if isinstance(axis, (bool, np.bool_)):
-        raise TypeError(f"axis must be None or an int, got {axis!r}")
-    ax = normalize_axis_index(operator.index(axis), X.ndim)
-    s = X.shape
-    return X.reshape(math.prod(s[:ax]), s[ax], math.prod(s[ax + 1:]))
-
-
-def _reduced_shape(X, axis, keepdims):
-    if axis is None:
-        return (1,) * X.ndim if keepdims else ()
-    ax = normalize_axis_index(operator.index(axis), X.ndim)
-    return X.shape[:ax] + ((1,) if keepdims else ()) + X.shape[ax + 1:]
-
-
-def _reduced_pair(dY, Y, X, axis, keepdims, shape3):
-    want = _reduced_shape(X, axis, keepdims)
-    for a, name in ((dY, "dY"), (Y, "Y")):
-        if a.shape != want:
-            raise ValueError(f"{name} of shape {a.shape} does not match the reduced shape "
-                             f"{want} of X of shape {X.shape} (axis={axis!r}, "
-                             f"keepdims={bool(keepdims)})")
-    return Y.reshape(shape3), dY.reshape(shape3)
-
-
-def _same3(dY, Y, axis):
-    if dY.shape != Y.shape:
-        raise ValueError(f"dY of shape {dY.shape} does not match Y of shape {Y.shape}")
-    y = _axis3(Y, axis)
-    return y, dY.reshape(y.shape)
-
     # --- indexing (issue 7) -----------------------------------------------------------
     def copy_into(self, src, out, beta=0.0):
         """``out[...] = src + beta * out`` for arrays of one shape and any strides; ``out``
@@ -549,3 +511,194 @@ def _same3(dY, Y, axis):
         if out is not None or not arrays:
             return np.concatenate(arrays, axis=axis, out=out)
         return np.concatenate(arrays, axis=axis, dtype=arrays[0].dtype.newbyteorder("="))
+
+    # --- elementwise (issue 7) ----------------------------------------------------
+    # Binary ops broadcast as numpy does; gradients are taken at the broadcast shape
+    # (the graph layer sums them down with ``unbroadcast``). No RuntimeWarnings: log(-1)
+    # is NaN and 1/0 is inf, silently. (``add``, ``sub``, ``mul`` and ``backprop_mul``
+    # here supersede the definitions above.)
+    def add(self, X, Y, out=None):
+        """``X + Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        return _write(out, X + Y, 0.0)
+
+    def sub(self, X, Y, out=None):
+        """``X - Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        return _write(out, X - Y, 0.0)
+
+    def mul(self, X, Y, out=None):
+        """``X * Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        return _write(out, X * Y, 0.0)
+
+    def div(self, X, Y, out=None):
+        """``X / Y`` with numpy broadcasting."""
+        _same_dtype(X, Y)
+        with np.errstate(all="ignore"):
+            return _write(out, X / Y, 0.0)
+
+    def maximum(self, X, Y, out=None):
+        """``np.maximum(X, Y)`` (NaN propagates)."""
+        _same_dtype(X, Y)
+        return _write(out, np.maximum(X, Y), 0.0)
+
+    def minimum(self, X, Y, out=None):
+        """``np.minimum(X, Y)`` (NaN propagates)."""
+        _same_dtype(X, Y)
+        return _write(out, np.minimum(X, Y), 0.0)
+
+    def backprop_mul(self, dZ, Other, out=None, beta=0.0):
+        """Gradient of ``X * Other`` with respect to ``X`` at ``dZ.shape``:
+        ``dZ * Other`` (``Other`` broadcastable to ``dZ.shape``)."""
+        _broadcasts_to(dZ, Other)
+        return _write(out, dZ * Other, beta)
+
+    def backprop_div(self, dZ, X, Y, wrt, out=None, beta=0.0):
+        """Gradient of ``X / Y`` at ``dZ.shape``: ``dZ / Y`` (wrt=0) or
+        ``-dZ * X / (Y * Y)`` (wrt=1)."""
+        _broadcasts_to(dZ, X, Y)
+        _check_wrt(wrt)
+        with np.errstate(all="ignore"):
+            g = dZ / Y if wrt == 0 else (-dZ * X) / (Y * Y)
+        return _write(out, g, beta)
+
+    def backprop_maximum(self, dZ, X, Y, wrt, out=None, beta=0.0):
+        """Gradient of ``maximum(X, Y)`` at ``dZ.shape``: to the input that was chosen,
+        ties split evenly: ``dZ * ([X > Y] + 0.5 [X == Y])`` (wrt=0, ``Y > X`` for
+        wrt=1)."""
+        _broadcasts_to(dZ, X, Y)
+        _check_wrt(wrt)
+        A, B = (X, Y) if wrt == 0 else (Y, X)
+        return _write(out, _pick(dZ, A > B, A == B), beta)
+
+    def backprop_minimum(self, dZ, X, Y, wrt, out=None, beta=0.0):
+        """Gradient of ``minimum(X, Y)``: as :meth:`backprop_maximum` with ``<``."""
+        _broadcasts_to(dZ, X, Y)
+        _check_wrt(wrt)
+        A, B = (X, Y) if wrt == 0 else (Y, X)
+        return _write(out, _pick(dZ, A < B, A == B), beta)
+
+    def exp(self, X, out=None):
+        """``np.exp(X)`` (overflow gives inf, silently)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.exp(X), 0.0)
+
+    def log(self, X, out=None):
+        """``np.log(X)`` (log(0) = -inf, log(x < 0) = NaN, silently)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.log(X), 0.0)
+
+    def sqrt(self, X, out=None):
+        """``np.sqrt(X)`` (NaN for x < 0, silently)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.sqrt(X), 0.0)
+
+    def power(self, X, p, out=None):
+        """``X ** p`` for a constant exponent ``p`` (in X's dtype)."""
+        with np.errstate(all="ignore"):
+            return _write(out, np.power(X, X.dtype.type(p)), 0.0)
+
+    def backprop_exp(self, dY, Y, out=None, beta=0.0):
+        """Gradient of ``Y = exp(X)``: ``dY * Y`` (Y the saved output)."""
+        _same_shape(dY, Y)
+        return _write(out, dY * Y, beta)
+
+    def backprop_log(self, dY, X, out=None, beta=0.0):
+        """Gradient of ``log(X)``: ``dY / X`` (X the saved input)."""
+        _same_shape(dY, X)
+        with np.errstate(all="ignore"):
+            return _write(out, dY / X, beta)
+
+    def backprop_sqrt(self, dY, Y, out=None, beta=0.0):
+        """Gradient of ``Y = sqrt(X)``: ``dY * 0.5 / Y`` (Y the saved output)."""
+        _same_shape(dY, Y)
+        with np.errstate(all="ignore"):
+            return _write(out, dY * dY.dtype.type(0.5) / Y, beta)
+
+    def backprop_power(self, dY, X, p, out=None, beta=0.0):
+        """Gradient of ``X ** p``: ``dY * p * X**(p - 1)``; p == 0 gives 0 everywhere,
+        p == 1 gives dY exactly."""
+        _same_shape(dY, X)
+        t = dY.dtype.type
+        if p == 0:
+            return _write(out, np.zeros_like(dY), beta)
+        if p == 1:
+            return _write(out, dY.copy(), beta)
+        with np.errstate(all="ignore"):
+            return _write(out, dY * t(p) * np.power(X, t(p) - t(1)), beta)
+
+    def scale_by(self, X, s, out=None, beta=0.0):
+        """``X * s`` with ``s`` a one-element array (a run-time scalar)."""
+        _same_dtype(X, s, "s")
+        if s.size != 1:
+            raise ValueError(f"s must have exactly one element, got shape {s.shape}")
+        return _write(out, X * s.reshape(()), beta)
+
+
+# --- elementwise (issue 7) helpers
+# --- reductions (issue 7): helpers ---------------------------------------------------
+def _axis3(X, axis):
+    """The (outer, n, inner) view of C-order ``X`` for one axis (None: all elements)."""
+    if axis is None:
+        return X.reshape(1, -1, 1)
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be None or an int, got {axis!r}")
+    ax = normalize_axis_index(operator.index(axis), X.ndim)
+    s = X.shape
+    return X.reshape(math.prod(s[:ax]), s[ax], math.prod(s[ax + 1:]))
+
+
+def _reduced_shape(X, axis, keepdims):
+    if axis is None:
+        return (1,) * X.ndim if keepdims else ()
+    ax = normalize_axis_index(operator.index(axis), X.ndim)
+    return X.shape[:ax] + ((1,) if keepdims else ()) + X.shape[ax + 1:]
+
+
+def _reduced_pair(dY, Y, X, axis, keepdims, shape3):
+    want = _reduced_shape(X, axis, keepdims)
+    for a, name in ((dY, "dY"), (Y, "Y")):
+        if a.shape != want:
+            raise ValueError(f"{name} of shape {a.shape} does not match the reduced shape "
+                             f"{want} of X of shape {X.shape} (axis={axis!r}, "
+                             f"keepdims={bool(keepdims)})")
+    return Y.reshape(shape3), dY.reshape(shape3)
+
+
+def _same3(dY, Y, axis):
+    if dY.shape != Y.shape:
+        raise ValueError(f"dY of shape {dY.shape} does not match Y of shape {Y.shape}")
+    y = _axis3(Y, axis)
+    return y, dY.reshape(y.shape)
+
+def _same_dtype(X, Y, name="Y"):
+    if X.dtype.type is not Y.dtype.type:
+        raise TypeError(f"mixed dtypes: X is {X.dtype} but {name} is {Y.dtype}; "
+                        "fastbp never upcasts silently")
+
+
+def _same_shape(dY, A):
+    _same_dtype(dY, A, "the saved array")
+    if dY.shape != A.shape:
+        raise ValueError(f"dY of shape {dY.shape} does not match an input of shape {A.shape}")
+
+
+def _broadcasts_to(dZ, *inputs):
+    for A in inputs:
+        _same_dtype(dZ, A, "an input")
+        if np.broadcast_shapes(dZ.shape, A.shape) != dZ.shape:
+            raise ValueError(f"dZ of shape {dZ.shape} and an input of shape {A.shape}: the "
+                             "input does not broadcast to dZ's shape")
+
+
+def _check_wrt(wrt):
+    if wrt not in (0, 1):
+        raise ValueError(f"wrt must be 0 (X) or 1 (Y), got {wrt}")
+
+
+def _pick(dZ, chosen, tie):
+    """``dZ * ([chosen] + 0.5 [tie])`` in dZ's dtype, at dZ's shape."""
+    t = dZ.dtype.type
+    w = np.where(chosen, t(1), np.where(tie, t(0.5), t(0)))
+    return dZ * w
