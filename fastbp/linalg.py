@@ -73,9 +73,19 @@ def matmul(a, b):
     return out
 
 
-def linear(x, W, b=None):
+def linear(x, W, b=None, weight_layout="in_out"):
     """Fused affine map ``x @ W + b`` (one BLAS call writes the output with the bias
-    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None."""
+    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None.
+
+    ``weight_layout="out_in"`` takes ``W`` of shape (m, k), the lecture's ``W`` in
+    ``z = Wx + b`` and the layout of :class:`fastbp.nn.Linear` and PyTorch, and computes
+    ``x @ W.T + b`` with the same single BLAS call on the transposed operand (no copy).
+    """
+    if weight_layout == "out_in":
+        return _linear_out_in(x, W, b)
+    if weight_layout != "in_out":
+        raise ValueError(f"linear: weight_layout must be 'in_out' or 'out_in', got "
+                         f"{weight_layout!r}")
     if not isinstance(x, Tensor):
         raise TypeError("linear: x must be a fastbp Tensor")
     W = _operand(W, x, "linear")
@@ -103,6 +113,43 @@ def linear(x, W, b=None):
             if b is not None and b.requires_grad:
                 buf, beta = b._grad_target()
                 ops.backprop_bias(g, buf, beta)
+
+        out._backward = backward
+    return out
+
+
+def _linear_out_in(x, W, b):
+    """``x @ W.T + b`` for ``W`` of shape (out, in): forward one gemm on the transposed
+    weight; backward ``dx = g W`` (gemm, no transpose) and ``dW = g^T x`` (gemm,
+    transposed first operand), both written straight into the gradient buffers."""
+    if not isinstance(x, Tensor):
+        raise TypeError("linear: x must be a fastbp Tensor")
+    W = _operand(W, x, "linear")
+    if b is not None:
+        b = _operand(b, x, "linear")
+    X, Wd = x.data, W.data
+    if X.ndim != 2 or Wd.ndim != 2 or X.shape[1] != Wd.shape[1]:
+        raise ValueError(f"linear: input of shape {X.shape} and weight of shape {Wd.shape} "
+                         "(out, in) are not aligned")
+    if b is not None and b.data.shape != (Wd.shape[0],):
+        raise ValueError(f"linear: bias of shape {b.shape} for an output of width {Wd.shape[0]}")
+    st = backends._state
+    Y = st.ops.linear(X, Wd, None if b is None else b.data, None, trans_w=True)
+    parents = (x, W) if b is None else (x, W, b)
+    out, track = _result(Y, parents, "linear", st)
+    if track:
+
+        def backward(g):
+            ops = backends._state.ops
+            if x.requires_grad:
+                buf, beta = x._grad_target()
+                ops.gemm(g, Wd, buf, False, False, beta)  # dx = g W
+            if W.requires_grad:
+                buf, beta = W._grad_target()
+                ops.gemm(g, X, buf, True, False, beta)  # dW = g^T x
+            if b is not None and b.requires_grad:
+                buf, beta = b._grad_target()
+                ops.backprop_bias(g, buf, beta)  # db = sum of the rows of g
 
         out._backward = backward
     return out
