@@ -113,7 +113,8 @@ class Tensor:
     ----------
     data : numpy.ndarray
     grad : numpy.ndarray, RowSparseGrad or None
-        Accumulated gradient of a leaf tensor after :meth:`backward` (None before).
+        Accumulated gradient of a leaf tensor after :meth:`backward` (None before), or of
+        a non-leaf tensor on which :meth:`retain_grad` was called.
     requires_grad : bool
     """
 
@@ -129,6 +130,7 @@ class Tensor:
         "_g_shared",
         "_grad_buf",
         "_seq",
+        "_retain",
         "__weakref__",
     )
 
@@ -146,6 +148,7 @@ class Tensor:
         self._g_shared = False
         self._grad_buf = None
         self._seq = 0
+        self._retain = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -190,6 +193,14 @@ class Tensor:
     def zero_grad(self):
         """Forget the accumulated gradient (``.grad = None``; the buffer is reused)."""
         self.grad = None
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in ``.grad`` after :meth:`backward` (the
+        lecture's upstream gradient at a node), as in PyTorch. Gradients of later
+        backward passes accumulate into it until :meth:`zero_grad`. On a leaf it is a
+        no-op (leaves that require grad always keep theirs). Returns None."""
+        if not self._leaf:
+            self._retain = True
 
     def __repr__(self):
         body = np.array2string(self.data, precision=4, threshold=20, edgeitems=2)
@@ -322,6 +333,8 @@ class Tensor:
                 node._g = None
                 fn = node._backward
                 if g is not None:
+                    if node._retain:
+                        _retain(node, g, node._g_shared)
                     fn(g)
                     if anomaly:
                         _check_backward(node)
@@ -419,6 +432,15 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+def _retain(node, g, shared):
+    """Store (or add) the gradient ``g`` of a non-leaf into ``node.grad``, never aliasing
+    an array the engine or another node may still hold."""
+    if node.grad is None:
+        node.grad = g.copy() if shared else g
+    else:
+        node.grad = node.grad + g
 
 
 # ---------------------------------------------------------------------- grad mode
@@ -525,6 +547,7 @@ def _result(data, parents, op, st):
     t._g = None
     t._g_shared = False
     t._grad_buf = None
+    t._retain = False
     t._op = op
     t._backward = None
     if st.anomaly:
