@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import fsync_dir as _fsync_dir
+from .._files import read_npy_header as _read_npy_header
 from .model import MODEL_TYPES
 from .vocab import LabelSet
 from .windows import WindowFeaturizer
@@ -104,19 +106,6 @@ def _defer_sigint():
             previous(*received[0])
         elif received and previous != signal.SIG_IGN:
             raise KeyboardInterrupt
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 _AT_FDCWD = -100
@@ -303,15 +292,6 @@ def _expected_arrays(mcfg, cfile):
         shapes["u"] = (H,)
     dt = np.dtype(dtype)
     return {n: (shape, dt) for n, shape in shapes.items()}
-
-
-def _read_npy_header(fh):
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fh)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(fh)
-    raise ValueError(f"unsupported .npy format version {version}")
 
 
 def _read_weights(wfile, expected):
