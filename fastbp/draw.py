@@ -160,9 +160,10 @@ def draw(root, names=None, max_elements=8, rankdir="LR"):
     ----------
     root : Tensor
         The output (e.g. a loss); the graph is everything reachable from it.
-    names : dict, optional
+    names : dict or fastbp.nn.Module, optional
         ``{"x": x, "W": W, ...}``: names shown on the tensors' boxes (others show
-        ``leaf``, ``const`` or nothing).
+        ``leaf``, ``const`` or nothing). A module names its parameters by their dotted
+        names (``"hidden.weight"``).
     max_elements : int
         Tensors with at most this many elements show their values and known gradients.
     rankdir : {"LR", "TB"}
@@ -189,6 +190,8 @@ def draw(root, names=None, max_elements=8, rankdir="LR"):
             "backward(retain_graph=True) to draw the graph after backward"
         )
     label_of = {}
+    if hasattr(names, "named_parameters") and not hasattr(names, "items"):
+        names = dict(names.named_parameters())
     for name, t in (names or {}).items():
         if not isinstance(t, Tensor):
             raise TypeError(f"names[{name!r}] is a {type(t).__name__}, not a fastbp Tensor")

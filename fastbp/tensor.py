@@ -198,7 +198,12 @@ class Tensor:
         """Keep this non-leaf tensor's gradient in ``.grad`` after :meth:`backward` (the
         lecture's upstream gradient at a node), as in PyTorch. Gradients of later
         backward passes accumulate into it until :meth:`zero_grad`. On a leaf it is a
-        no-op (leaves that require grad always keep theirs). Returns None."""
+        no-op (leaves that require grad always keep theirs). Returns None.
+
+        Raises RuntimeError on a tensor that does not require grad (as PyTorch does)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad (built "
+                               "under no_grad() or from tensors without requires_grad)")
         if not self._leaf:
             self._retain = True
 

@@ -87,6 +87,14 @@ def test_node_used_twice_and_row_sparse_grad():
     assert "grad [[0, 2], [0, 0], [8, 10]]" in src  # the RowSparseGrad, densified
 
 
+def test_module_parameters_are_named():
+    model = fb.nn.Sequential(fb.nn.Linear(3, 2, rng=0), fb.nn.Tanh())
+    loss = model(fb.Tensor(np.ones((1, 3), np.float32))).sum()
+    src = fb.draw(loss, names=model).source
+    assert "<B>0.weight</B>  (2, 3) float32" in src and "<B>0.bias</B>" in src
+    assert sorted(re.findall(r'label="(\w+)"', src)) == ["linear", "sum", "tanh"]
+
+
 def test_render_and_jupyter(tmp_path):
     pytest.importorskip("graphviz")
     if shutil.which("dot") is None:

@@ -487,6 +487,11 @@ def test_retain_grad_keeps_non_leaf_gradients(backend):
     # on a leaf: a no-op (leaves keep their gradient anyway)
     x.retain_grad()
     assert x.is_leaf
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        fb.Tensor(1.0).retain_grad()
+    with fb.no_grad():
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            (x * 2.0).retain_grad()
 
 
 def test_retained_grad_is_not_aliased_with_engine_buffers():
