@@ -339,7 +339,7 @@ class Tensor:
                 fn = node._backward
                 if g is not None:
                     if node._retain:
-                        _retain(node, g, node._g_shared)
+                        _retain(node, g)
                     fn(g)
                     if anomaly:
                         _check_backward(node)
@@ -439,13 +439,10 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
-def _retain(node, g, shared):
-    """Store (or add) the gradient ``g`` of a non-leaf into ``node.grad``, never aliasing
-    an array the engine or another node may still hold."""
-    if node.grad is None:
-        node.grad = g.copy() if shared else g
-    else:
-        node.grad = node.grad + g
+def _retain(node, g):
+    """Store (or add) the gradient ``g`` of a non-leaf into ``node.grad`` as an array of
+    its own (``g`` may be shared with other nodes or handed on to a parent)."""
+    node.grad = g.copy() if node.grad is None else node.grad + g
 
 
 # ---------------------------------------------------------------------- grad mode

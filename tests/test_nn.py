@@ -206,6 +206,23 @@ def test_linear_gradcheck_both_backends(backend):
     assert res.passed and res.max_rel_error < 1e-6
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_gradient_routes_agree(backend, monkeypatch, threads):
+    import fastbp.linalg
+
+    monkeypatch.setattr(fastbp.linalg, "get_num_threads", lambda: threads)
+    rng = np.random.default_rng(3)
+    lin = nn.Linear(7, 5, dtype=np.float64, rng=0)
+    X = rng.standard_normal((40, 7))  # >= 32 rows: the transposed route with 2 threads
+    G = rng.standard_normal((40, 5))
+    x = fb.Tensor(X)
+    y = lin(x)
+    (y * fb.Tensor(G)).sum().backward(retain_graph=True)
+    np.testing.assert_allclose(lin.weight.grad, G.T @ X, rtol=1e-12, atol=1e-12)
+    (lin(x) * fb.Tensor(G)).sum().backward()  # accumulates (beta = 1)
+    np.testing.assert_allclose(lin.weight.grad, 2 * G.T @ X, rtol=1e-12, atol=1e-12)
+
+
 def test_out_in_linear_is_one_call_on_the_weight_without_copy(monkeypatch):
     calls = []
     ops = fb.backends.get_ops()
