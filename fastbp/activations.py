@@ -30,17 +30,47 @@ def _activation(x, act):
 
 
 def tanh(x):
-    """Elementwise hyperbolic tangent; its backward is ``dY * (1 - Y**2)``."""
+    """Elementwise hyperbolic tangent.
+
+    Parameters
+    ----------
+    x : Tensor
+
+    Returns
+    -------
+    Tensor
+        ``Y``; its backward is ``dY * (1 - Y**2)``, written in terms of the saved output.
+    """
     return _activation(x, "tanh")
 
 
 def sigmoid(x):
-    """Elementwise logistic sigmoid; its backward is ``dY * Y * (1 - Y)``."""
+    """Elementwise logistic sigmoid.
+
+    Parameters
+    ----------
+    x : Tensor
+
+    Returns
+    -------
+    Tensor
+        ``Y``; its backward is ``dY * Y * (1 - Y)``, written in terms of the saved output.
+    """
     return _activation(x, "sigmoid")
 
 
 def relu(x):
-    """Elementwise ``max(x, 0)``; its backward is ``dY * [Y > 0]``."""
+    """Elementwise ``max(x, 0)``.
+
+    Parameters
+    ----------
+    x : Tensor
+
+    Returns
+    -------
+    Tensor
+        ``Y``; its backward is ``dY * [Y > 0]``, written in terms of the saved output.
+    """
     return _activation(x, "relu")
 
 
@@ -49,7 +79,21 @@ def dropout(x, p=0.5, training=True, rng=None):
     ``1 / (1 - p)`` (identity when ``training`` is False or ``p == 0``).
 
     ``rng`` is a :class:`numpy.random.Generator` (default: a fresh unseeded one); pass a
-    seeded generator for reproducible training."""
+    seeded generator for reproducible training.
+
+    Parameters
+    ----------
+    x : Tensor
+    p : float
+        Drop probability in [0, 1).
+    training : bool
+    rng : numpy.random.Generator, optional
+
+    Returns
+    -------
+    Tensor
+        ``x`` itself when not training or ``p == 0``.
+    """
     if not isinstance(x, Tensor):
         raise TypeError("dropout: expected a fastbp Tensor")
     if not 0.0 <= p < 1.0:

@@ -45,7 +45,19 @@ def _give(x, ops, g, grad_at):
 
 def add(a, b):
     """Elementwise ``a + b`` with numpy broadcasting (e.g. a (n, m) matrix plus a (m,)
-    bias)."""
+    bias).
+
+    Parameters
+    ----------
+    a, b : Tensor or float
+        At least one is a Tensor; a Python number takes the tensor's dtype.
+
+    Returns
+    -------
+    Tensor
+        Of the broadcast shape; its backward passes ``dZ`` to both inputs, summed down to
+        each input's shape.
+    """
     a, b = _pair(a, b, "add")
     st = backends._state
     ops = st.ops
@@ -72,7 +84,18 @@ def add(a, b):
 
 
 def sub(a, b):
-    """Elementwise ``a - b`` with numpy broadcasting."""
+    """Elementwise ``a - b`` with numpy broadcasting.
+
+    Parameters
+    ----------
+    a, b : Tensor or float
+        At least one is a Tensor.
+
+    Returns
+    -------
+    Tensor
+        Of the broadcast shape; its backward passes ``dZ`` to ``a`` and ``-dZ`` to ``b``.
+    """
     a, b = _pair(a, b, "sub")
     st = backends._state
     ops = st.ops
@@ -92,7 +115,19 @@ def sub(a, b):
 
 
 def mul(a, b):
-    """Elementwise ``a * b`` with numpy broadcasting."""
+    """Elementwise ``a * b`` with numpy broadcasting.
+
+    Parameters
+    ----------
+    a, b : Tensor or float
+        At least one is a Tensor.
+
+    Returns
+    -------
+    Tensor
+        Of the broadcast shape; its backward passes ``dZ * b`` to ``a`` and ``dZ * a`` to
+        ``b``, summed down to each input's shape.
+    """
     a, b = _pair(a, b, "mul")
     st = backends._state
     ops = st.ops

@@ -13,7 +13,25 @@ def embedding(E, ids):
 
     ``ids`` of shape (B, w) gives (B, w*d): the w window rows of each example concatenated
     (the lecture's ``x = [x_{t-2}, ..., x_{t+2}]``); ids of shape (n,) give (n, d). The
-    gradient of ``E`` is row-sparse (:class:`~fastbp.sparse.RowSparseGrad`)."""
+    gradient of ``E`` is row-sparse (:class:`~fastbp.sparse.RowSparseGrad`).
+
+    Parameters
+    ----------
+    E : Tensor
+        The (V, d) table.
+    ids : array_like of int
+        (n,) or (B, w) row ids in [0, V).
+
+    Returns
+    -------
+    Tensor
+        (n, d) or (B, w * d).
+
+    Raises
+    ------
+    IndexError
+        An id outside [0, V).
+    """
     if not isinstance(E, Tensor):
         raise TypeError("embedding: E must be a fastbp Tensor (e.g. a Parameter)")
     if E.data.ndim != 2:

@@ -35,7 +35,7 @@ class GradcheckResult:
 
 def _scalar(out, proj):
     """Reduce the output of ``fn`` to a scalar with a fixed random projection."""
-    return float((out.data * proj).sum()) if proj is not None else float(out.data)
+    return float((out.data * proj).sum()) if proj is not None else float(out.data.reshape(()))
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, seed=0, raise_exception=True):

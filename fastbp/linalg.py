@@ -10,7 +10,25 @@ __all__ = ["matmul", "linear"]
 
 
 def matmul(a, b):
-    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D."""
+    """Matrix product ``a @ b`` for 2-D x 2-D, 2-D x 1-D, 1-D x 2-D and 1-D x 1-D.
+
+    Parameters
+    ----------
+    a, b : Tensor or array_like
+        At least one is a Tensor; ``a.shape[-1] == b.shape[0]``.
+
+    Returns
+    -------
+    Tensor
+        ``a @ b`` (0-d for two vectors). The backward runs BLAS: ``dA = dY B^T``,
+        ``dB = A^T dY`` (outer products for the vector cases; for the inner product the
+        upstream 0-d gradient scales the other vector, read as an array by ``scale_by``).
+
+    Raises
+    ------
+    ValueError
+        Shapes that are not aligned or of more than 2 dimensions.
+    """
     a, b = _pair(a, b, "matmul")
     st = backends._state
     ops = st.ops
@@ -76,11 +94,26 @@ def matmul(a, b):
 
 def linear(x, W, b=None, weight_layout="in_out"):
     """Fused affine map ``x @ W + b`` (one BLAS call writes the output with the bias
-    already in place). ``x``: (n, k), ``W``: (k, m), ``b``: (m,) or None.
+    already in place).
 
-    ``weight_layout="out_in"`` takes ``W`` of shape (m, k), the lecture's ``W`` in
-    ``z = Wx + b`` and the layout of :class:`fastbp.nn.Linear` and PyTorch, and computes
-    ``x @ W.T + b`` with the same single BLAS call on the transposed operand (no copy).
+    Parameters
+    ----------
+    x : Tensor
+        (n, k).
+    W : Tensor or array_like
+        (k, m), or (m, k) with ``weight_layout="out_in"``.
+    b : Tensor, array_like or None
+        (m,).
+    weight_layout : {"in_out", "out_in"}
+        ``"out_in"`` takes ``W`` of shape (m, k), the lecture's ``W`` in ``z = Wx + b``
+        and the layout of :class:`fastbp.nn.Linear` and PyTorch, and computes
+        ``x @ W.T + b`` with the same single BLAS call on the transposed operand (no
+        copy).
+
+    Returns
+    -------
+    Tensor
+        (n, m).
     """
     if weight_layout == "out_in":
         return _linear_out_in(x, W, b)

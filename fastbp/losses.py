@@ -14,7 +14,21 @@ def cross_entropy(logits, y):
     """Mean softmax cross-entropy of ``logits`` (n, C) against class ids ``y`` (n,).
 
     Fused and stable (log-sum-exp); returns a 0-d tensor. Its backward is
-    ``(softmax(logits) - onehot(y)) / n``."""
+    ``(softmax(logits) - onehot(y)) / n`` times the upstream gradient (passed to the
+    kernel as an array).
+
+    Parameters
+    ----------
+    logits : Tensor
+        (n, C) scores.
+    y : array_like of int
+        (n,) class ids in [0, C).
+
+    Returns
+    -------
+    Tensor
+        The 0-d mean loss.
+    """
     if not isinstance(logits, Tensor):
         raise TypeError("cross_entropy: logits must be a fastbp Tensor")
     Z = logits.data
@@ -41,7 +55,21 @@ def cross_entropy(logits, y):
 def binary_cross_entropy_with_logits(s, y):
     """Mean binary cross-entropy of scores ``s`` against targets ``y`` in [0, 1] (same
     shape): the lecture's ``sigmoid(u^T h)`` "is the centre word a LOC?" loss, fused and
-    stable for any score magnitude. Integer/bool targets are cast to the dtype of ``s``."""
+    stable for any score magnitude. Integer/bool targets are cast to the dtype of ``s``.
+
+    Parameters
+    ----------
+    s : Tensor
+        Scores (logits) of any shape.
+    y : array_like
+        Targets in [0, 1] of the same shape.
+
+    Returns
+    -------
+    Tensor
+        The 0-d mean loss; its backward is ``(sigmoid(s) - y) / n`` times the upstream
+        gradient (passed to the kernel as an array).
+    """
     if not isinstance(s, Tensor):
         raise TypeError("binary_cross_entropy_with_logits: s must be a fastbp Tensor")
     S = s.data

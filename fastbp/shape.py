@@ -250,11 +250,17 @@ def _advanced_index(x, items):
         raise IndexError(
             f"too many indices for a tensor of shape {X.shape}: {used} were indexed"
         )
+    # numpy keeps the index dims in place only when the array indices are next to each
+    # other in the key (an Ellipsis between them breaks that even when it expands to
+    # no axes)
+    arr_at = [i for i, k in enumerate(items) if isinstance(k, np.ndarray)]
+    adjacent = arr_at == list(range(arr_at[0], arr_at[0] + len(arr_at)))
     ell = [i for i, k in enumerate(items) if k is Ellipsis]
     if ell:
         i = ell[0]
         items[i:i + 1] = [slice(None)] * (X.ndim - used)
-    items += [slice(None)] * (X.ndim - used)
+    else:
+        items += [slice(None)] * (X.ndim - used)
     # The basic part as a view; the positions of the indexed axes in that view.
     basic, adv_pos, index = [], [], []
     for k in items:
@@ -273,7 +279,6 @@ def _advanced_index(x, items):
     st = backends._state
     G = st.ops.gather(Vt, index)
     nb = G.ndim - len(others)  # dims of the broadcast index shape
-    adjacent = adv_pos == list(range(adv_pos[0], adv_pos[0] + len(adv_pos)))
     p0 = adv_pos[0] if adjacent else 0
     if p0:  # numpy keeps adjacent index dims in place: move them from the front to p0
         order = tuple(range(nb, nb + p0)) + tuple(range(nb)) + tuple(range(nb + p0, G.ndim))

@@ -48,6 +48,29 @@ __all__ = [
     "is_grad_enabled",
     "detect_anomaly",
     "AnomalyError",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "power",
+    "exp",
+    "log",
+    "sqrt",
+    "maximum",
+    "minimum",
+    "tensor_sum",
+    "mean",
+    "tensor_max",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "reshape",
+    "transpose",
+    "getitem",
+    "concatenate",
+    "stack",
+    "matmul",
     "embedding",
     "linear",
     "tanh",
@@ -217,6 +240,13 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __array__(self, dtype=None, copy=None):
+        # ``np.asarray(t)`` is the data (without this, numpy would treat a Tensor, which
+        # has __len__ and __getitem__, as a nested sequence of 0-d tensors)
+        if dtype is None and not copy:
+            return self.data
+        return np.array(self.data, dtype=dtype, copy=True if copy else None)
+
     # ------------------------------------------------------------------ gradient plumbing
     def _grad_target(self):
         """Return ``(buffer, beta)``: where a kernel should write this tensor's gradient,
@@ -226,7 +256,7 @@ class Tensor:
             if g is None:
                 buf = self._grad_buf
                 if buf is None or buf.shape != self.data.shape:
-                    buf = self._grad_buf = np.empty_like(self.data)
+                    buf = self._grad_buf = np.empty(self.data.shape, self.data.dtype)
                 self.grad = buf
                 return buf, 0.0
             if type(g) is RowSparseGrad:
@@ -243,28 +273,31 @@ class Tensor:
 
     def _accumulate(self, arr, shared):
         """Add a gradient contribution ``arr`` computed out of place. ``shared`` says that
-        ``arr`` may be referenced elsewhere and must not be written into."""
+        ``arr`` may be referenced elsewhere and must not be written into. The copies and
+        sums run as the backend's ``copy_into`` op (``out = src + beta * out``)."""
+        ops = backends._state.ops
         if self._leaf:
             g = self.grad
             if g is None:
                 buf, _ = self._grad_target()
-                np.copyto(buf, arr)
+                ops.copy_into(arr, buf, 0.0)
             else:
                 if type(g) is RowSparseGrad:
                     g = self.grad = g.toarray()
-                g += arr
+                ops.copy_into(arr, g, 1.0)
             return
         g = self._g
         if g is None:
             if not arr.flags.c_contiguous:  # a gradient buffer is always C-contiguous
-                arr, shared = np.ascontiguousarray(arr), False
+                arr, shared = ops.copy_into(arr, np.empty(arr.shape, arr.dtype), 0.0), False
             self._g = arr
             self._g_shared = shared
         elif self._g_shared:
-            self._g = g + arr
+            fresh = ops.copy_into(g, np.empty(g.shape, g.dtype), 0.0)
+            self._g = ops.copy_into(arr, fresh, 1.0)
             self._g_shared = False
         else:
-            g += arr
+            ops.copy_into(arr, g, 1.0)
 
     def _accumulate_rows(self, rows, values):
         """Add a row-sparse contribution (rows (n,), values (n, d)) to a table's grad."""
@@ -376,9 +409,7 @@ class Tensor:
         return div(other, self)
 
     def __pow__(self, p):
-        if isinstance(p, Tensor):
-            return NotImplemented
-        return power(self, p)
+        return power(self, p)  # p a Python number (TypeError otherwise)
 
     def __neg__(self):
         return neg(self)
@@ -442,7 +473,11 @@ class Parameter(Tensor):
 def _retain(node, g):
     """Store (or add) the gradient ``g`` of a non-leaf into ``node.grad`` as an array of
     its own (``g`` may be shared with other nodes or handed on to a parent)."""
-    node.grad = g.copy() if node.grad is None else node.grad + g
+    ops = backends._state.ops
+    if node.grad is None:
+        node.grad = ops.copy_into(g, np.empty(g.shape, g.dtype), 0.0)
+    else:
+        ops.copy_into(g, node.grad, 1.0)
 
 
 # ---------------------------------------------------------------------- grad mode

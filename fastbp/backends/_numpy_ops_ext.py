@@ -36,7 +36,8 @@ def _put(out, result, beta):
     if beta == 0.0:
         np.copyto(out, result)
     else:
-        out += result
+        with np.errstate(all="ignore"):
+            out += result
     return out
 
 
@@ -55,6 +56,11 @@ def _keep(A, axis, keepdims, ndim):
     if axis is None:
         return A.reshape((1,) * ndim)
     return np.expand_dims(A, axis)
+
+
+def _hit(X, Y):
+    """Where ``X`` equals the maximum ``Y`` (NaN matching NaN)."""
+    return (X == Y) | (np.isnan(X) & np.isnan(Y))
 
 
 def _bcast(what, *shapes):
@@ -216,18 +222,19 @@ class _Issue7Reference:
 
     def backprop_reduce_max(self, dY, X, Y, axis=None, keepdims=False, out=None, beta=0.0):
         """Route each reduced slot's ``dY`` to the first position where ``X == Y`` along
-        ``axis`` (C order over all elements for ``axis=None``); 0 elsewhere."""
+        ``axis`` (C order over all elements for ``axis=None``; NaN matches NaN, which is
+        ``np.argmax``'s choice); 0 elsewhere."""
         _same("backprop_reduce_max", dY, X, Y)
         r = np.zeros(X.shape, X.dtype)
         if axis is None:
-            eq = (X == Y.reshape(())).reshape(-1)
+            eq = _hit(X, Y.reshape(())).reshape(-1)
             if eq.size:
                 i = int(np.argmax(eq))
                 if eq[i]:
                     r.reshape(-1)[i] = dY.reshape(())
             return _put(out, r, beta)
         axis = _axis(axis, X.ndim, "backprop_reduce_max")
-        eq = X == _keep(Y, axis, keepdims, X.ndim)
+        eq = _hit(X, _keep(Y, axis, keepdims, X.ndim))
         if X.shape[axis]:
             idx = np.argmax(eq, axis=axis, keepdims=True)
             hit = np.take_along_axis(eq, idx, axis)
@@ -237,12 +244,17 @@ class _Issue7Reference:
 
     def logsumexp(self, X, axis=-1, keepdims=False):
         """``m + log(sum(exp(X - m)))`` with ``m`` the max over ``axis`` (None: all);
-        rows whose max is +-inf give that inf; NaN propagates."""
+        rows whose max is +-inf give that inf; NaN propagates; an empty reduction gives
+        -inf."""
         dt = _same("logsumexp", X)
         if axis is not None:
             axis = _axis(axis, X.ndim, "logsumexp")
-        if X.size == 0 and (axis is None or X.shape[axis] == 0):
-            raise ValueError(f"logsumexp: empty reduction over an array of shape {X.shape}")
+        if X.size == 0 and (axis is None or X.shape[axis] == 0):  # log(0)
+            shape = (1,) * X.ndim if axis is None else X.shape[:axis] + (1,) + X.shape[axis + 1:]
+            r = np.full(shape, -np.inf, dt)
+            if not keepdims:
+                r = r.reshape(()) if axis is None else np.squeeze(r, axis)
+            return r
         m = np.max(X, axis=axis, keepdims=True)
         with np.errstate(all="ignore"):
             m = np.where(np.isfinite(m), m, dt.type(0))
@@ -279,13 +291,17 @@ class _Issue7Reference:
             return _put(out, Y * (dY - s), beta)
 
     def log_softmax(self, X, axis=-1, out=None):
-        """``X - logsumexp(X, axis, keepdims=True)``."""
+        """``X - logsumexp(X, axis, keepdims=True)``; a row whose maximum is +-inf or NaN
+        gives NaN (as :meth:`softmax`)."""
         _same("log_softmax", X)
         axis = _axis(axis, X.ndim, "log_softmax")
         if X.size == 0:
             return _put(out, X, 0.0)
         with np.errstate(all="ignore"):
-            return _put(out, X - self.logsumexp(X, axis, True), 0.0)
+            m = np.max(X, axis=axis, keepdims=True)
+            r = X - self.logsumexp(X, axis, True)
+            r = np.where(np.isfinite(m), r, X.dtype.type(np.nan))  # as softmax: NaN rows
+            return _put(out, r, 0.0)
 
     def backprop_log_softmax(self, dY, Y, axis=-1, out=None, beta=0.0):
         """``dY - exp(Y) * sum(dY, axis, keepdims=True)`` (``Y`` the saved output)."""
@@ -305,7 +321,8 @@ class _Issue7Reference:
         if beta == 0.0:
             np.copyto(out, src)
         else:
-            out += src
+            with np.errstate(all="ignore"):
+                out += src
         return out
 
     def gather(self, X, index, out=None):
@@ -347,4 +364,4 @@ class _Issue7Reference:
                 )
         if out is not None:
             return np.concatenate(arrays, axis=ax, out=out)
-        return np.concatenate(arrays, axis=ax)
+        return np.ascontiguousarray(np.concatenate(arrays, axis=ax))
