@@ -161,11 +161,13 @@ def _weight_grad(ops, g, X, buf, beta):
 
     Normally one gemm straight into ``buf``. With several BLAS threads and a batch of at
     least ``_TRANSPOSED_DW_ROWS`` rows it is computed as ``X^T g`` (the product of the
-    (in, out) layout) and added transposed into ``buf``: measured with OpenBLAS 0.3.30/31
-    (scipy's and numpy's) on 2 busy cores, the direct product into an (out, in) buffer
-    (col-major NT gemm with M > N) ran 2-4x slower than its transpose at the NER model's
-    shapes (B=2048, 300 -> 200: 65 ms vs 18 ms), while the extra strided pass costs
-    ~40 us. On one thread the two are equally fast and the direct call is used."""
+    (in, out) layout) and added transposed into ``buf``. Measured with OpenBLAS 0.3.30/31
+    (scipy's and numpy's), 2 threads, at the NER model's shapes (B=2048, 300 -> 200): on
+    an idle 2-core machine both take 1.6 ms, but with the cores shared by other processes
+    the direct product into the (out, in) buffer (col-major NT gemm with M > N) ran
+    2-6x slower than its transpose (65 ms vs 18 ms; a training step 140-230 ms instead of
+    60 ms). The extra strided pass costs ~40 us; on one thread the direct call is used.
+    """
     if X.shape[0] >= _TRANSPOSED_DW_ROWS and get_num_threads() > 1:
         ops.copy_into(ops.gemm(X, g, None, True, False, 0.0).T, buf, beta)
     else:
