@@ -101,9 +101,9 @@ def run_torch(a):
             self.l2 = torch.nn.Linear(a.hidden, len(labels))
             with torch.no_grad():
                 self.emb.weight.copy_(torch.from_numpy(fbm.E.data))
-                self.l1.weight.copy_(torch.from_numpy(fbm.W.data.T.copy()))
+                self.l1.weight.copy_(torch.from_numpy(fbm.W.data))  # (out, in) in both
                 self.l1.bias.zero_()
-                self.l2.weight.copy_(torch.from_numpy(fbm.U.data.T.copy()))
+                self.l2.weight.copy_(torch.from_numpy(fbm.U.data))
                 self.l2.bias.zero_()
 
         def forward(self, ids):

@@ -72,6 +72,10 @@ from .tensor import (  # noqa: E402
     tensor_sum,
 )
 
+from . import nn  # noqa: E402
+from .serialization import CheckpointError, load, save  # noqa: E402
+from .draw import draw  # noqa: E402  (after the line above: fastbp.draw is the function)
+
 _init_threads()
 
 __version__ = "0.1.0"
@@ -116,6 +120,11 @@ __all__ = [
     "FunctionCtx",
     "jacobian",
     "optim",
+    "nn",
+    "save",
+    "load",
+    "CheckpointError",
+    "draw",
     "set_backend",
     "get_backend",
     "use_backend",

@@ -453,7 +453,7 @@ def gradcheck_models(backend, seed=0):
                             activation=act, dropout=0.3, dtype="float64", rng=rng)
                 if act == "relu":  # keep pre-activations away from the kink
                     with fb.no_grad():
-                        pre = m.E.data[ids].reshape(len(ids), -1) @ m.W.data + m.b.data
+                        pre = m.E.data[ids].reshape(len(ids), -1) @ m.W.data.T + m.b.data
                     m.b.data += np.where(np.abs(pre).min(axis=0) < 1e-3, 0.05, 0.0)
 
                 def fn(*params, m=m):  # params are m's own Parameters, perturbed in place

@@ -136,7 +136,8 @@ class Tensor:
     ----------
     data : numpy.ndarray
     grad : numpy.ndarray, RowSparseGrad or None
-        Accumulated gradient of a leaf tensor after :meth:`backward` (None before).
+        Accumulated gradient of a leaf tensor after :meth:`backward` (None before), or of
+        a non-leaf tensor on which :meth:`retain_grad` was called.
     requires_grad : bool
     """
 
@@ -152,6 +153,7 @@ class Tensor:
         "_g_shared",
         "_grad_buf",
         "_seq",
+        "_retain",
         "__weakref__",
     )
 
@@ -169,6 +171,7 @@ class Tensor:
         self._g_shared = False
         self._grad_buf = None
         self._seq = 0
+        self._retain = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -213,6 +216,19 @@ class Tensor:
     def zero_grad(self):
         """Forget the accumulated gradient (``.grad = None``; the buffer is reused)."""
         self.grad = None
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in ``.grad`` after :meth:`backward` (the
+        lecture's upstream gradient at a node), as in PyTorch. Gradients of later
+        backward passes accumulate into it until :meth:`zero_grad`. On a leaf it is a
+        no-op (leaves that require grad always keep theirs). Returns None.
+
+        Raises RuntimeError on a tensor that does not require grad (as PyTorch does)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad (built "
+                               "under no_grad() or from tensors without requires_grad)")
+        if not self._leaf:
+            self._retain = True
 
     def __repr__(self):
         body = np.array2string(self.data, precision=4, threshold=20, edgeitems=2)
@@ -355,6 +371,8 @@ class Tensor:
                 node._g = None
                 fn = node._backward
                 if g is not None:
+                    if node._retain:
+                        _retain(node, g)
                     fn(g)
                     if anomaly:
                         _check_backward(node)
@@ -450,6 +468,16 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+def _retain(node, g):
+    """Store (or add) the gradient ``g`` of a non-leaf into ``node.grad`` as an array of
+    its own (``g`` may be shared with other nodes or handed on to a parent)."""
+    ops = backends._state.ops
+    if node.grad is None:
+        node.grad = ops.copy_into(g, np.empty(g.shape, g.dtype), 0.0)
+    else:
+        ops.copy_into(g, node.grad, 1.0)
 
 
 # ---------------------------------------------------------------------- grad mode
@@ -556,6 +584,7 @@ def _result(data, parents, op, st):
     t._g = None
     t._g_shared = False
     t._grad_buf = None
+    t._retain = False
     t._op = op
     t._backward = None
     if st.anomaly:

@@ -85,7 +85,7 @@ def test_train_writes_model_and_prints_tables(files, capsys, tmp_path):
     assert "micro avg" in cap.out and "overall" in cap.out
     assert "training wall time" in cap.out and "windows/s" in cap.out
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["format_version"] == 1 and cfg["model"]["embed_dim"] == 8
+    assert cfg["format_version"] == 2 and cfg["model"]["embed_dim"] == 8
     t = cfg["training"]
     assert len(t["history"]) == 2 and t["best_epoch"] in (1, 2) and t["seed"] == 3
     assert load_model(out).model.width == 6

@@ -81,8 +81,12 @@ def _tiny_ids(rng, n_rows, width, B=7):
 def test_forward_predict_shapes_and_dtypes(dtype):
     rng = np.random.default_rng(0)
     m = WindowClassifier(20, 6, 5, embed_dim=4, hidden=8, dtype=dtype, rng=rng)
-    assert [n for n, _ in m.named_parameters()] == ["E", "W", "b", "U", "c"]
-    assert m.E.shape == (20, 4) and m.W.shape == (24, 8) and m.U.shape == (8, 5)
+    assert [n for n, _ in m.named_parameters()] == [
+        "embedding.weight", "hidden_layer.weight", "hidden_layer.bias", "output_layer.weight",
+        "output_layer.bias"]
+    # the lecture's names are aliases; W and U are (out, in) as in nn.Linear
+    assert m.E is m.embedding.weight and m.W is m.hidden_layer.weight and m.c is m.output_layer.bias
+    assert m.E.shape == (20, 4) and m.W.shape == (8, 24) and m.U.shape == (5, 8)
     assert all(p.dtype == np.dtype(dtype) for p in m.parameters())
     ids = rng.integers(0, 20, size=(11, 6))
     logits = m.forward(ids)
@@ -165,7 +169,8 @@ def test_gradcheck_binary_model(backend):
 def test_binary_model_shapes_targets_predict():
     rng = np.random.default_rng(0)
     m = BinaryWindowClassifier(20, 6, positive=3, embed_dim=4, hidden=8, rng=rng)
-    assert [n for n, _ in m.named_parameters()] == ["E", "W", "b", "u"]
+    assert [n for n, _ in m.named_parameters()] == [
+        "u", "embedding.weight", "hidden_layer.weight", "hidden_layer.bias"]
     assert m.u.shape == (8,)
     ids = rng.integers(0, 20, size=(9, 6))
     s = m.forward(ids)
@@ -192,20 +197,20 @@ def test_state_dict_validation():
     rng = np.random.default_rng(0)
     m = WindowClassifier(10, 3, 3, embed_dim=2, hidden=4, rng=rng)
     sd = m.state_dict()
-    sd["E"][0, 0] = 42.0  # a copy: the model is unchanged
+    sd["embedding.weight"][0, 0] = 42.0  # a copy: the model is unchanged
     assert m.E.data[0, 0] != 42.0
     m.load_state_dict(sd)
     assert m.E.data[0, 0] == 42.0
     bad = dict(sd)
-    del bad["c"]
-    with pytest.raises(ValueError, match="missing c"):
+    del bad["output_layer.bias"]
+    with pytest.raises(ValueError, match="missing key.s. output_layer.bias"):
         m.load_state_dict(bad)
-    with pytest.raises(ValueError, match="unexpected zz"):
-        m.load_state_dict({**sd, "zz": sd["c"]})
-    with pytest.raises(ValueError, match="'W': shape"):
-        m.load_state_dict({**sd, "W": np.zeros((5, 4), np.float32)})
-    with pytest.raises(ValueError, match="'b': dtype float64"):
-        m.load_state_dict({**sd, "b": sd["b"].astype(np.float64)})
+    with pytest.raises(ValueError, match="unexpected key.s. zz"):
+        m.load_state_dict({**sd, "zz": sd["output_layer.bias"]})
+    with pytest.raises(ValueError, match="'hidden_layer.weight': shape"):
+        m.load_state_dict({**sd, "hidden_layer.weight": np.zeros((5, 4), np.float32)})
+    with pytest.raises(ValueError, match="'hidden_layer.bias': dtype float64"):
+        m.load_state_dict({**sd, "hidden_layer.bias": sd["hidden_layer.bias"].astype(np.float64)})
 
 
 # ---------------------------------------------------------------------- training
@@ -226,8 +231,8 @@ def test_training_improves_f1_and_is_reproducible(corpus):
                 "seconds", "windows_per_s"):
         assert key in h
     assert r1.history[-1]["train_loss"] < r1.history[0]["train_loss"]
-    for n in m1.param_names:  # identical weights for the same seed
-        np.testing.assert_array_equal(getattr(m1, n).data, getattr(m2, n).data, err_msg=n)
+    for (n, p1), p2 in zip(m1.named_parameters(), m2.parameters()):  # same seed, same weights
+        np.testing.assert_array_equal(p1.data, p2.data, err_msg=n)
     assert [x["train_loss"] for x in r1.history] == [x["train_loss"] for x in r2.history]
     # another seed gives other weights
     m3 = _model(corpus, seed=5)
@@ -252,8 +257,9 @@ def test_best_epoch_restored_and_checkpointed(corpus, tmp_path):
     assert res.best_epoch == best["epoch"] and res.best_f1 == best["dev_f1"]
     assert res.checkpoints >= 1
     loaded = load_model(out)
-    for n in m.param_names:  # the model holds the best epoch's weights, as on disk
-        np.testing.assert_array_equal(getattr(loaded.model, n).data, getattr(m, n).data)
+    on_disk = loaded.model.state_dict()
+    for n, p in m.named_parameters():  # the model holds the best epoch's weights, as on disk
+        np.testing.assert_array_equal(on_disk[n], p.data, err_msg=n)
     assert loaded.training["best_epoch"] == res.best_epoch
     ev = evaluate(m, corpus["dev"], corpus["labels"])
     assert ev["entity"]["f1"] == pytest.approx(res.best_f1)
@@ -308,7 +314,7 @@ def test_save_load_round_trip(corpus, tmp_path, dtype):
     m, path = _saved(corpus, tmp_path, dtype=dtype)
     assert sorted(os.listdir(path)) == ["config.json", "weights.npz"]
     cfg = json.loads((path / "config.json").read_text())
-    assert cfg["format_version"] == 1
+    assert cfg["format_version"] == 2
     assert cfg["model"]["dtype"] == dtype and cfg["model"]["hidden"] == 32
     assert cfg["labels"]["labels"] == corpus["labels"].labels
     assert cfg["featurizer"]["vocab"]["words"][:3] == ["<unk>", "<s>", "</s>"]
@@ -320,7 +326,9 @@ def test_save_load_round_trip(corpus, tmp_path, dtype):
     np.testing.assert_array_equal(loaded.model.predict(ids), m.predict(ids))
     np.testing.assert_array_equal(loaded.model.predict_logits(ids), m.predict_logits(ids))
     with np.load(path / "weights.npz", allow_pickle=False) as npz:
-        assert sorted(npz.files) == ["E", "U", "W", "b", "c"]
+        assert sorted(npz.files) == ["embedding.weight", "hidden_layer.bias",
+                                     "hidden_layer.weight", "output_layer.bias",
+                                     "output_layer.weight"]
 
 
 def test_save_load_binary_model(corpus, tmp_path):
@@ -380,19 +388,19 @@ def _rewrite_weights(path, **changes):
     ("missing_config", "config.json: missing"),
     ("missing_weights", "weights.npz: missing"),
     ("bad_json", "config.json: not valid JSON"),
-    ("wrong_version", "unsupported format_version 2"),
+    ("wrong_version", "unsupported format_version 3 .this fastbp reads versions 1, 2"),
     ("no_version", "format_version"),
     ("missing_model_key", "lacks required key.*hidden"),
     ("unknown_type", "unknown model type"),
     ("bad_vocab", "invalid featurizer"),
     ("label_mismatch", "classes but the label set has"),
     ("vocab_mismatch", "does not match its featurizer"),
-    ("wrong_shape", "'W' has shape"),
-    ("wrong_dtype", "'U' has dtype float64"),
+    ("wrong_shape", "'hidden_layer.weight' has shape"),
+    ("wrong_dtype", "'output_layer.weight' has dtype float64"),
     ("missing_array", "do not match the model's parameters"),
     ("extra_array", "do not match the model's parameters"),
     ("truncated", "weights.npz: cannot read"),
-    ("pickled_object", "weights.npz: array .W. has dtype object"),
+    ("pickled_object", "weights.npz: array .hidden_layer.weight. has dtype object"),
     ("not_a_dir", "not a model directory"),
 ])
 def test_load_rejects_bad_model_dirs(corpus, tmp_path, case, pattern):
@@ -407,7 +415,7 @@ def test_load_rejects_bad_model_dirs(corpus, tmp_path, case, pattern):
     elif case == "bad_json":
         (path / "config.json").write_text('{"format_version": 1, "model": ')
     elif case == "wrong_version":
-        _edit_config(path, lambda c: c.update(format_version=2))
+        _edit_config(path, lambda c: c.update(format_version=3))
     elif case == "no_version":
         _edit_config(path, lambda c: c.pop("format_version"))
     elif case == "missing_model_key":
@@ -421,18 +429,19 @@ def test_load_rejects_bad_model_dirs(corpus, tmp_path, case, pattern):
     elif case == "vocab_mismatch":
         _edit_config(path, lambda c: c["featurizer"]["vocab"]["words"].pop())
     elif case == "wrong_shape":
-        _rewrite_weights(path, W=np.zeros((3, H), np.float32))
+        _rewrite_weights(path, **{"hidden_layer.weight": np.zeros((H, 3), np.float32)})
     elif case == "wrong_dtype":
-        _rewrite_weights(path, U=m.U.data.astype(np.float64))
+        _rewrite_weights(path, **{"output_layer.weight": m.U.data.astype(np.float64)})
     elif case == "missing_array":
-        _rewrite_weights(path, c=None)
+        _rewrite_weights(path, **{"output_layer.bias": None})
     elif case == "extra_array":
         _rewrite_weights(path, extra=np.zeros(3, np.float32))
     elif case == "truncated":
         data = (path / "weights.npz").read_bytes()
         (path / "weights.npz").write_bytes(data[: len(data) // 2])
     elif case == "pickled_object":
-        _rewrite_weights(path, W=np.array([{"evil": 1}] * 3, dtype=object))
+        _rewrite_weights(path, **{"hidden_layer.weight": np.array([{"evil": 1}] * 3,
+                                                                  dtype=object)})
     elif case == "not_a_dir":
         path = tmp_path / "file"
         path.write_text("x")
@@ -447,7 +456,49 @@ def test_load_rejects_bad_model_dirs(corpus, tmp_path, case, pattern):
 def test_npz_is_a_zip_of_plain_arrays(corpus, tmp_path):
     _, path = _saved(corpus, tmp_path)
     with zipfile.ZipFile(path / "weights.npz") as z:
-        assert sorted(z.namelist()) == ["E.npy", "U.npy", "W.npy", "b.npy", "c.npy"]
+        assert sorted(z.namelist()) == [
+            "embedding.weight.npy", "hidden_layer.bias.npy", "hidden_layer.weight.npy",
+            "output_layer.bias.npy", "output_layer.weight.npy"]
+
+
+# ---------------------------------------------------------------------- older model dirs
+V1 = Path(__file__).resolve().parent / "data"  # written by fastbp 2d266ea (format version 1)
+
+
+def test_version_1_model_directories_still_load(tmp_path):
+    expected = np.load(V1 / "model_v1_expected.npz")
+    ids = expected["ids"]
+    loaded = load_model(V1 / "model_v1")
+    m = loaded.model
+    assert isinstance(m, WindowClassifier) and loaded.training["note"].endswith("2d266ea")
+    with np.load(V1 / "model_v1" / "weights.npz") as old:  # W (in, out) became (out, in)
+        np.testing.assert_array_equal(m.W.data, old["W"].T)
+        np.testing.assert_array_equal(m.U.data, old["U"].T)
+        np.testing.assert_array_equal(m.E.data, old["E"])
+    np.testing.assert_allclose(m.predict_logits(ids), expected["logits"], rtol=1e-5,
+                               atol=1e-6)
+    b = load_model(V1 / "model_v1_binary").model
+    assert isinstance(b, BinaryWindowClassifier)
+    np.testing.assert_allclose(b.predict_scores(ids), expected["scores"], rtol=1e-5,
+                               atol=1e-6)
+    # saving again writes the current format, which loads to the same model
+    out = save_model(tmp_path / "v2", m, loaded.featurizer, loaded.labels, loaded.training)
+    assert json.loads((out / "config.json").read_text())["format_version"] == 2
+    again = load_model(out).model
+    for (n, p), q in zip(m.named_parameters(), again.parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=n)
+
+
+def test_version_1_directory_with_version_2_names_is_refused(tmp_path):
+    import shutil
+
+    path = tmp_path / "m"
+    shutil.copytree(V1 / "model_v1", path)
+    with np.load(path / "weights.npz") as old:
+        arrays = {f"x.{k}": old[k] for k in old.files}
+    np.savez(path / "weights.npz", **arrays)
+    with pytest.raises(ModelFormatError, match=r"do not match.*\(format version 1\)"):
+        load_model(path)
 
 
 # ---------------------------------------------------------------------- real data

@@ -45,6 +45,11 @@ def _write_tally():
             fh.write(json.dumps({"module": __name__, "tally": dict(TALLY)}) + "\n")
 
 
+# weights.npz keys (format version 2: the models' dotted parameter names)
+N = {"E": "embedding.weight", "W": "hidden_layer.weight", "b": "hidden_layer.bias",
+     "U": "output_layer.weight", "c": "output_layer.bias"}
+
+
 def make_model(seed=0, hidden=5):
     vocab = Vocab(["eu", "rejects", "german", "call"])
     feat = WindowFeaturizer(vocab, window=1)
@@ -122,7 +127,7 @@ def test_object_array_in_npz_is_refused_without_running_code(saved, tmp_path):
     state = model.state_dict()
     obj = np.empty(1, dtype=object)
     obj[0] = Payload()
-    state["E"] = obj
+    state[N["E"]] = obj
     with open(path / "weights.npz", "wb") as fh:
         np.savez(fh, **state)  # np.savez pickles object arrays
     expect_format_error("no-code:object-array", path, names=path / "weights.npz")
@@ -141,7 +146,7 @@ def _npz_with_raw_member(path, member, marker):
                     np.lib.format.write_array(fh, arr)
 
 
-@pytest.mark.parametrize("member", ["E.npy", "U.npy"])
+@pytest.mark.parametrize("member", [N["E"] + ".npy", N["U"] + ".npy"])
 def test_raw_pickle_member_in_npz_runs_no_code(saved, tmp_path, member):
     path, _ = saved
     marker = tmp_path / "PWNED"
@@ -155,7 +160,7 @@ def test_raw_pickle_member_in_npz_runs_no_code(saved, tmp_path, member):
 
 def test_raw_pickle_member_in_npz_gives_a_format_error(saved, tmp_path):
     path, _ = saved
-    _npz_with_raw_member(path, "E.npy", tmp_path / "PWNED")
+    _npz_with_raw_member(path, N["E"] + ".npy", tmp_path / "PWNED")
     strict_load_error(path, path / "weights.npz")
 
 
@@ -258,25 +263,25 @@ def test_mismatched_weights(saved, change):
 
     def edit(state):
         if change == "missing-array":
-            del state["U"]
+            del state[N["U"]]
         elif change == "extra-array":
             state["Z"] = np.zeros(3, np.float32)
         elif change == "wrong-shape":
-            state["W"] = np.zeros((state["W"].shape[0], 6), np.float32)
+            state[N["W"]] = np.zeros((state[N["W"]].shape[0], 6), np.float32)
         elif change == "wrong-dtype":
-            state["W"] = state["W"].astype(np.float64)
+            state[N["W"]] = state[N["W"]].astype(np.float64)
         elif change == "nan":
-            state["E"][3, 1] = np.nan
+            state[N["E"]][3, 1] = np.nan
         elif change == "inf":
-            state["c"][0] = -np.inf
+            state[N["c"]][0] = -np.inf
         elif change == "0-d":
-            state["b"] = np.float32(0.0)
+            state[N["b"]] = np.float32(0.0)
         elif change == "int-array":
-            state["b"] = state["b"].astype(np.int32)
+            state[N["b"]] = state[N["b"]].astype(np.int32)
         elif change == "transposed":
-            state["U"] = np.ascontiguousarray(state["U"].T)
+            state[N["U"]] = np.ascontiguousarray(state[N["U"]].T)
         elif change == "fortran-order":  # same shape and values: must load
-            state["W"] = np.asfortranarray(state["W"])
+            state[N["W"]] = np.asfortranarray(state[N["W"]])
         return state
 
     _rewrite_weights(path, edit)
@@ -295,7 +300,7 @@ def _edit_config(path, fn):
 
 
 CONFIG_CHANGES = {
-    "format_version 2": lambda c: {**c, "format_version": 2},
+    "format_version 3": lambda c: {**c, "format_version": 3},
     "format_version '1'": lambda c: {**c, "format_version": "1"},
     "format_version missing": lambda c: {k: v for k, v in c.items() if k != "format_version"},
     "model missing": lambda c: {k: v for k, v in c.items() if k != "model"},

@@ -225,9 +225,12 @@ class NumpyOps:
             return _write(out, dY, beta)
         return getattr(self, "backprop_" + _check_act(act))(dY, Y, out, beta)
 
-    def linear(self, X, W, b=None, out=None):
-        """Fused affine map ``out = X @ W + b`` for ``X`` (n, k), ``W`` (k, m), ``b`` (m,)."""
-        Y = X @ W
+    def linear(self, X, W, b=None, out=None, trans_w=False):
+        """Fused affine map ``out = X @ W + b`` for ``X`` (n, k), ``W`` (k, m), ``b`` (m,).
+
+        With ``trans_w=True``, ``W`` is stored (m, k) (``nn.Linear``'s and PyTorch's
+        (out, in) layout) and ``out = X @ W.T + b``; the transpose is a view, never a copy."""
+        Y = X @ (W.T if trans_w else W)
         if b is not None:
             Y += b
         return _write(out, Y, 0.0)

@@ -3,8 +3,9 @@
 Layout of a model directory::
 
     DIR/
-      weights.npz    the parameters (np.savez; read back with allow_pickle=False)
-      config.json    {"format_version": 1, "model": {...hyper-parameters...},
+      weights.npz    the parameters, keyed by their dotted names (``hidden_layer.weight``;
+                     np.savez; read back with allow_pickle=False)
+      config.json    {"format_version": 2, "model": {...hyper-parameters...},
                       "featurizer": {... incl. the vocabulary ...},
                       "labels": {...label set...}, "training": {...info and metrics...}}
 
@@ -13,6 +14,13 @@ and then renamed into place, so an interrupted save (Ctrl-C, a crash) leaves the
 previous checkpoint intact. Loading never executes code (JSON and pickle-free npz) and
 checks the format version, the required keys, and the names, shapes and dtypes of the
 arrays against the config; every problem is a :class:`ModelFormatError` naming the file.
+
+Format versions: 2 (written since the models are :class:`fastbp.nn.Module` instances)
+keys the arrays by the dotted parameter names, weights in the (out, in) layout of
+:class:`fastbp.nn.Linear`; 1 (older fastbp) named them ``E, W, b, U, c`` (binary:
+``E, W, b, u``) with ``W`` (width*d, H) and ``U`` (H, C). Both load; version 1 is
+converted by :func:`fastbp.ner.model.state_from_v1`. Other versions are refused with a
+message naming the version found and the versions this fastbp reads.
 """
 
 from __future__ import annotations
@@ -32,13 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import MODEL_TYPES
+from .._files import fsync_dir as _fsync_dir
+from .._files import read_npy_header as _read_npy_header
+from .model import MODEL_TYPES, state_from_v1
 from .vocab import LabelSet
 from .windows import WindowFeaturizer
 
 __all__ = ["FORMAT_VERSION", "ModelFormatError", "save_model", "load_model", "LoadedModel"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions :func:`load_model` reads (1: before the nn.Module models; converted on load)
+READABLE_VERSIONS = (1, 2)
 WEIGHTS = "weights.npz"
 CONFIG = "config.json"
 
@@ -104,19 +116,6 @@ def _defer_sigint():
             previous(*received[0])
         elif received and previous != signal.SIG_IGN:
             raise KeyboardInterrupt
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 _AT_FDCWD = -100
@@ -259,10 +258,11 @@ def read_config(path):
         raise ModelFormatError(f"{cfile}: not a valid config (JSON nested too deeply)") from None
     _require(cfg, ("format_version", "model", "featurizer", "labels"), "the config", cfile)
     version = cfg["format_version"]
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or version not in READABLE_VERSIONS:
         raise ModelFormatError(
             f"{cfile}: unsupported format_version {_show(version)} (this fastbp reads "
-            f"version {FORMAT_VERSION})"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}; a newer fastbp wrote it?)"
         )
     mcfg = cfg["model"]
     _require(mcfg, ("type",), '"model"', cfile)
@@ -283,9 +283,9 @@ def _int_field(mcfg, key, cfile, minimum=1):
     return v
 
 
-def _expected_arrays(mcfg, cfile):
-    """Parameter name -> (shape, dtype) implied by the config, checked without allocating
-    anything."""
+def _expected_arrays(mcfg, cfile, version=FORMAT_VERSION):
+    """Array name -> (shape, dtype) in weights.npz implied by the config (and the format
+    version), checked without allocating anything."""
     n_rows = _int_field(mcfg, "n_rows", cfile)
     width = _int_field(mcfg, "width", cfile)
     d = _int_field(mcfg, "embed_dim", cfile)
@@ -294,27 +294,28 @@ def _expected_arrays(mcfg, cfile):
     if dtype not in ("float32", "float64"):
         raise ModelFormatError(f'{cfile}: "model" dtype must be float32 or float64, got '
                                f"{_show(dtype)}")
-    shapes = {"E": (n_rows, d), "W": (width * d, H), "b": (H,)}
-    if mcfg["type"] == "window":
-        C = _int_field(mcfg, "n_classes", cfile, 2)
-        shapes.update(U=(H, C), c=(C,))
+    if version == 1:
+        shapes = {"E": (n_rows, d), "W": (width * d, H), "b": (H,)}
+        if mcfg["type"] == "window":
+            C = _int_field(mcfg, "n_classes", cfile, 2)
+            shapes.update(U=(H, C), c=(C,))
+        else:
+            _int_field(mcfg, "positive", cfile, 0)
+            shapes["u"] = (H,)
     else:
-        _int_field(mcfg, "positive", cfile, 0)
-        shapes["u"] = (H,)
+        shapes = {"embedding.weight": (n_rows, d), "hidden_layer.weight": (H, width * d),
+                  "hidden_layer.bias": (H,)}
+        if mcfg["type"] == "window":
+            C = _int_field(mcfg, "n_classes", cfile, 2)
+            shapes.update({"output_layer.weight": (C, H), "output_layer.bias": (C,)})
+        else:
+            _int_field(mcfg, "positive", cfile, 0)
+            shapes["u"] = (H,)
     dt = np.dtype(dtype)
     return {n: (shape, dt) for n, shape in shapes.items()}
 
 
-def _read_npy_header(fh):
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fh)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(fh)
-    raise ValueError(f"unsupported .npy format version {version}")
-
-
-def _read_weights(wfile, expected):
+def _read_weights(wfile, expected, version=FORMAT_VERSION):
     """Check every array's name, shape and dtype from the .npy headers (nothing is
     allocated for a damaged or hostile file), then load the arrays without pickle."""
     try:
@@ -325,7 +326,7 @@ def _read_weights(wfile, expected):
                     or names != set(expected):
                 raise ModelFormatError(
                     f"{wfile}: arrays {sorted(members)} do not match the model's parameters "
-                    f"{sorted(n + '.npy' for n in expected)}")
+                    f"{sorted(n + '.npy' for n in expected)} (format version {version})")
             for n, (shape, dtype) in expected.items():
                 with z.open(n + ".npy") as fh:
                     got_shape, _fortran, got_dtype = _read_npy_header(fh)
@@ -389,7 +390,8 @@ def load_model(path):
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFormatError(f"{cfile}: invalid label set "
                                f"({' '.join(str(exc).split())[:200]})") from None
-    expected = _expected_arrays(mcfg, cfile)
+    version = cfg["format_version"]
+    expected = _expected_arrays(mcfg, cfile, version)
     if mcfg["n_rows"] != featurizer.n_rows or mcfg["width"] != featurizer.width:
         raise ModelFormatError(
             f"{cfile}: the model (n_rows={mcfg['n_rows']}, width={mcfg['width']}) does not "
@@ -404,7 +406,9 @@ def load_model(path):
         raise ModelFormatError(f"{cfile}: positive class id {mcfg['positive']} is not a label")
     if not wfile.is_file():
         raise ModelFormatError(f"{wfile}: missing")
-    state = _read_weights(wfile, expected)
+    state = _read_weights(wfile, expected, version)
+    if version == 1:
+        state = state_from_v1(state)
     try:  # sizes are those of the arrays just read, so this allocation is bounded
         model = MODEL_TYPES[mcfg["type"]].from_config(mcfg)
     except (KeyError, TypeError, ValueError) as exc:

@@ -1,37 +1,52 @@
-"""Window-classification NER models built on fastbp's graph API (CS224N lecture 3).
+"""Window-classification NER models built on :mod:`fastbp.nn` (CS224N lecture 3).
 
 Each example is a window of token ids (the featurizer's ``width`` ids: the words of the
 window, then their casing classes, all rows of one shared embedding table ``E``)::
 
-    x = concat(E[ids[:, 0]], ..., E[ids[:, width-1]])     (B, width*d)
-    h = f(x @ W + b)                                      (B, H)    f = tanh | relu | sigmoid
-    h = dropout(h, p)                                     (training only)
-    multi-class:  logits = h @ U + c                      (B, C)    softmax cross-entropy
-    binary:       s = h @ u                               (B,)      sigmoid / BCE
+    x = embedding(ids) = concat(E[ids[:, 0]], ..., E[ids[:, width-1]])    (B, width*d)
+    h = act(hidden_layer(x)) = f(x W^T + b)    f = tanh | relu | sigmoid    (B, H)
+    h = drop(h)                                                (training only)
+    multi-class:  logits = output_layer(h) = h U^T + c    softmax x-entropy    (B, C)
+    binary:       s = h u                                 sigmoid / BCE        (B,)
 
-All parameters share one dtype (float32 by default, float64 supported); nothing is
-upcast.
+Both models are :class:`fastbp.nn.Module` instances: ``named_parameters()`` gives
+``embedding.weight`` (n_rows, d), ``hidden_layer.weight`` (H, width*d) -- the lecture's
+``W`` in ``z = Wx + b``, (out, in) as in PyTorch -- ``hidden_layer.bias`` (H,), then
+``output_layer.weight`` (C, H) and ``output_layer.bias`` (C,) or ``u`` (H,). The
+lecture's names are read-only aliases: ``model.E``, ``model.W``, ``model.b``,
+``model.U``, ``model.c``.
+
+Initialisation (seeded by ``rng``): ``E`` ~ N(0, 0.1^2) unless pretrained vectors are
+given; ``W``, ``U`` and ``u`` Glorot-uniform (:func:`glorot_uniform`, drawn in the
+historical (in, out) order so that a seed gives the same model as before the move to
+``nn``); biases zero. All parameters share one dtype (float32 by default, float64
+supported); nothing is upcast.
+
+Model directories written before the move to ``nn`` (format version 1: parameters named
+``E, W, b, U, c`` / ``u`` with ``W`` stored (in, out)) are converted on load by
+:func:`state_from_v1`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 
 import fastbp as fb
+from fastbp import nn
 
 __all__ = [
     "ACTIVATIONS",
     "WindowClassifier",
     "BinaryWindowClassifier",
     "glorot_uniform",
+    "state_from_v1",
 ]
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
-_ACT_FN = {"tanh": fb.tanh, "relu": fb.relu, "sigmoid": fb.sigmoid}
+_ACT_MODULE = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
 def _as_dtype(dtype):
@@ -57,11 +72,8 @@ def _check_pos_int(name, value, minimum=1):
     return int(value)
 
 
-class _WindowBase:
-    """Shared plumbing: embedding + hidden layer, parameters and state dicts."""
-
-    #: names of the parameters in state-dict order (set by subclasses)
-    param_names: tuple = ()
+class _WindowBase(nn.Module):
+    """Shared plumbing: embedding + hidden layer (+ dropout) as sub-modules."""
 
     def __init__(
         self,
@@ -75,6 +87,7 @@ class _WindowBase:
         rng=None,
         embeddings=None,
     ):
+        super().__init__()
         self.n_rows = _check_pos_int("n_rows", n_rows)
         self.width = _check_pos_int("width", width)
         self.hidden = _check_pos_int("hidden", hidden)
@@ -99,7 +112,7 @@ class _WindowBase:
                     f"{self.n_rows}"
                 )
             embed_dim = emb.shape[1]
-            E = np.ascontiguousarray(emb, dtype=self.dtype).copy()
+            E = np.ascontiguousarray(emb, dtype=self.dtype)
         else:
             embed_dim = _check_pos_int("embed_dim", embed_dim)
             E = None
@@ -110,10 +123,33 @@ class _WindowBase:
             # also fine); small enough that the first layer starts in its linear regime.
             E = (rng.standard_normal((self.n_rows, d)) * 0.1).astype(self.dtype)
         fan_in = self.width * d
-        self.E = fb.Parameter(E)
-        self.W = fb.Parameter(glorot_uniform(rng, fan_in, H, self.dtype))
-        self.b = fb.Parameter(np.zeros(H, self.dtype))
-        self._act = _ACT_FN[activation]
+        # The layers' own (PyTorch) init is replaced by this model's: draw from a
+        # throwaway stream, then copy the documented init in place.
+        scratch = np.random.default_rng(0)
+        self.embedding = nn.Embedding(self.n_rows, d, self.dtype, rng=scratch)
+        self.embedding.weight.data[...] = E
+        self.hidden_layer = nn.Linear(fan_in, H, dtype=self.dtype, rng=scratch)
+        self.hidden_layer.weight.data[...] = glorot_uniform(rng, fan_in, H, self.dtype).T
+        self.hidden_layer.bias.data[...] = 0
+        self.act = _ACT_MODULE[activation]()
+        self.drop = nn.Dropout(dropout, rng=rng)
+
+    # ------------------------------------------------------------------ the lecture's names
+    @property
+    def E(self):
+        """The embedding table (n_rows, d): ``embedding.weight``."""
+        return self.embedding.weight
+
+    @property
+    def W(self):
+        """The hidden layer's weight (H, width*d), the lecture's ``W``:
+        ``hidden_layer.weight``."""
+        return self.hidden_layer.weight
+
+    @property
+    def b(self):
+        """The hidden layer's bias (H,): ``hidden_layer.bias``."""
+        return self.hidden_layer.bias
 
     # ------------------------------------------------------------------ graph
     def _check_ids(self, ids):
@@ -126,61 +162,17 @@ class _WindowBase:
             raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
         return ids
 
-    def _hidden(self, ids, train=False, rng=None):
-        x = fb.embedding(self.E, ids)
-        h = self._act(fb.linear(x, self.W, self.b))
-        if train and self.dropout > 0.0:
-            if rng is None:
-                raise ValueError("training with dropout needs an rng (np.random.Generator)")
-            h = fb.dropout(h, self.dropout, True, rng)
+    def _hidden(self, ids, train=None, rng=None):
+        h = self.act(self.hidden_layer(self.embedding(ids)))
+        if self.training if train is None else train:
+            drop = self.drop
+            h = fb.dropout(h, drop.p, True, drop.rng if rng is None else rng)
         return h
 
     # ------------------------------------------------------------------ parameters
-    def parameters(self):
-        """The parameters, in :attr:`param_names` order (``E`` first)."""
-        return [getattr(self, n) for n in self.param_names]
-
-    def named_parameters(self):
-        return [(n, getattr(self, n)) for n in self.param_names]
-
     def param_shapes(self):
-        """Expected shape of each parameter, by name."""
-        raise NotImplementedError
-
-    def state_dict(self):
-        """An ordered mapping name -> numpy array (copies)."""
-        return OrderedDict((n, getattr(self, n).data.copy()) for n in self.param_names)
-
-    def load_state_dict(self, state):
-        """Copy arrays into the parameters after checking names, shapes and dtypes
-        (ValueError naming the first problem; nothing is modified on error)."""
-        names = set(state)
-        expected = set(self.param_names)
-        if names != expected:
-            missing = sorted(expected - names)
-            extra = sorted(names - expected)
-            parts = []
-            if missing:
-                parts.append("missing " + ", ".join(missing))
-            if extra:
-                parts.append("unexpected " + ", ".join(extra))
-            raise ValueError("state dict does not match the model: " + "; ".join(parts))
-        shapes = self.param_shapes()
-        for n in self.param_names:
-            arr = np.asarray(state[n])
-            if arr.shape != shapes[n]:
-                raise ValueError(
-                    f"parameter {n!r}: shape {arr.shape} in the state dict, the model needs "
-                    f"{shapes[n]}"
-                )
-            if arr.dtype != self.dtype:
-                raise ValueError(
-                    f"parameter {n!r}: dtype {arr.dtype} in the state dict, the model is "
-                    f"{self.dtype}"
-                )
-        for n in self.param_names:
-            p = getattr(self, n)
-            np.copyto(p.data, np.asarray(state[n]))
+        """Expected shape of each parameter, by dotted name."""
+        return {n: p.shape for n, p in self.named_parameters()}
 
     def config(self):
         """Hyper-parameters (JSON-able) from which :meth:`from_config` rebuilds the model."""
@@ -198,9 +190,17 @@ class _WindowBase:
     def n_params(self):
         return int(sum(p.data.size for p in self.parameters()))
 
+    def extra_repr(self):
+        return f"kind={self.kind!r}, activation={self.activation!r}, dtype={self.dtype.name}"
+
 
 class WindowClassifier(_WindowBase):
     """Multi-class window classifier: softmax over ``n_classes`` labels of the centre word.
+
+    An :class:`fastbp.nn.Module` with sub-modules ``embedding`` (:class:`~fastbp.nn.Embedding`),
+    ``hidden_layer`` (:class:`~fastbp.nn.Linear`), ``act``, ``drop`` and ``output_layer``
+    (:class:`~fastbp.nn.Linear`); see the module docstring for the parameters and their
+    initialisation.
 
     Parameters
     ----------
@@ -219,13 +219,13 @@ class WindowClassifier(_WindowBase):
         Dropout probability on the hidden layer during training.
     dtype : "float32" or "float64"
     rng : numpy.random.Generator
-        Source of the initial weights (seed it for reproducibility).
+        Source of the initial weights (seed it for reproducibility); also the default
+        source of dropout masks when :meth:`forward` gets no ``rng``.
     embeddings : array (n_rows, d), optional
         Initial embedding table (e.g. pretrained GloVe rows plus random casing rows).
     """
 
     kind = "window"
-    param_names = ("E", "W", "b", "U", "c")
 
     def __init__(self, n_rows, width, n_classes, embed_dim=50, hidden=200, activation="relu",
                  dropout=0.0, dtype="float32", rng=None, embeddings=None):
@@ -233,17 +233,20 @@ class WindowClassifier(_WindowBase):
         super().__init__(n_rows, width, embed_dim, hidden, activation, dropout, dtype, rng,
                          embeddings)
         self.n_classes = _check_pos_int("n_classes", n_classes, 2)
-        self.U = fb.Parameter(glorot_uniform(rng, self.hidden, self.n_classes, self.dtype))
-        self.c = fb.Parameter(np.zeros(self.n_classes, self.dtype))
+        H, C = self.hidden, self.n_classes
+        self.output_layer = nn.Linear(H, C, dtype=self.dtype, rng=np.random.default_rng(0))
+        self.output_layer.weight.data[...] = glorot_uniform(rng, H, C, self.dtype).T
+        self.output_layer.bias.data[...] = 0
 
-    def param_shapes(self):
-        return {
-            "E": (self.n_rows, self.embed_dim),
-            "W": (self.width * self.embed_dim, self.hidden),
-            "b": (self.hidden,),
-            "U": (self.hidden, self.n_classes),
-            "c": (self.n_classes,),
-        }
+    @property
+    def U(self):
+        """The output layer's weight (C, H): ``output_layer.weight``."""
+        return self.output_layer.weight
+
+    @property
+    def c(self):
+        """The output layer's bias (C,): ``output_layer.bias``."""
+        return self.output_layer.bias
 
     def config(self):
         cfg = super().config()
@@ -256,11 +259,16 @@ class WindowClassifier(_WindowBase):
                    hidden=cfg["hidden"], activation=cfg["activation"],
                    dropout=cfg["dropout"], dtype=cfg["dtype"], rng=rng)
 
-    def forward(self, ids, train=False, rng=None):
-        """Logits (B, C) of the windows ``ids`` (B, width); dropout only when ``train``."""
+    def forward(self, ids, train=None, rng=None):
+        """Logits (B, C) of the windows ``ids`` (B, width).
+
+        Dropout is applied when ``train`` is True, or when it is None (the default) and the
+        module is in training mode (:meth:`~fastbp.nn.Module.train`, the default;
+        :meth:`~fastbp.nn.Module.eval` turns it off); ``rng`` gives the masks (default:
+        the model's generator). :meth:`predict` and friends always run without dropout."""
         ids = self._check_ids(ids)
         h = self._hidden(ids, train, rng)
-        return fb.linear(h, self.U, self.c)
+        return self.output_layer(h)
 
     def loss(self, ids, y, rng=None):
         """Mean softmax cross-entropy of the training-mode forward pass (a 0-d Tensor)."""
@@ -272,7 +280,7 @@ class WindowClassifier(_WindowBase):
         out = np.empty((ids.shape[0], self.n_classes), self.dtype)
         with fb.no_grad():
             for s in range(0, ids.shape[0], batch_size):
-                out[s:s + batch_size] = self.forward(ids[s:s + batch_size]).data
+                out[s:s + batch_size] = self.forward(ids[s:s + batch_size], False).data
         return out
 
     def predict(self, ids, batch_size=8192):
@@ -294,11 +302,11 @@ class BinaryWindowClassifier(_WindowBase):
     (e.g. LOC). Targets are 1 where the gold label id equals ``positive``.
 
     Parameters are those of :class:`WindowClassifier` except ``n_classes``, plus
-    ``positive`` (the class id treated as the positive class; stored with the model).
+    ``positive`` (the class id treated as the positive class; stored with the model). The
+    score vector ``u`` (H,) is a parameter of the model itself (named ``"u"``).
     """
 
     kind = "binary"
-    param_names = ("E", "W", "b", "u")
 
     def __init__(self, n_rows, width, positive=0, embed_dim=50, hidden=200,
                  activation="relu", dropout=0.0, dtype="float32", rng=None, embeddings=None):
@@ -307,14 +315,6 @@ class BinaryWindowClassifier(_WindowBase):
                          embeddings)
         self.positive = _check_pos_int("positive", positive, 0)
         self.u = fb.Parameter(glorot_uniform(rng, self.hidden, 1, self.dtype, (self.hidden,)))
-
-    def param_shapes(self):
-        return {
-            "E": (self.n_rows, self.embed_dim),
-            "W": (self.width * self.embed_dim, self.hidden),
-            "b": (self.hidden,),
-            "u": (self.hidden,),
-        }
 
     def config(self):
         cfg = super().config()
@@ -332,8 +332,9 @@ class BinaryWindowClassifier(_WindowBase):
         """0/1 targets (model dtype) from gold class ids: 1 where ``y == positive``."""
         return (np.asarray(y) == self.positive).astype(self.dtype)
 
-    def forward(self, ids, train=False, rng=None):
-        """Scores ``s`` (B,) of the windows ``ids`` (B, width)."""
+    def forward(self, ids, train=None, rng=None):
+        """Scores ``s`` (B,) of the windows ``ids`` (B, width); dropout as in
+        :meth:`WindowClassifier.forward`."""
         ids = self._check_ids(ids)
         h = self._hidden(ids, train, rng)
         return h @ self.u
@@ -347,7 +348,7 @@ class BinaryWindowClassifier(_WindowBase):
         out = np.empty(ids.shape[0], self.dtype)
         with fb.no_grad():
             for s in range(0, ids.shape[0], batch_size):
-                out[s:s + batch_size] = self.forward(ids[s:s + batch_size]).data
+                out[s:s + batch_size] = self.forward(ids[s:s + batch_size], False).data
         return out
 
     def predict(self, ids, batch_size=8192):
@@ -356,3 +357,24 @@ class BinaryWindowClassifier(_WindowBase):
 
 
 MODEL_TYPES = {"window": WindowClassifier, "binary": BinaryWindowClassifier}
+
+#: Format-version-1 parameter names -> (dotted name, stored transposed in version 1).
+V1_NAMES = {
+    "E": ("embedding.weight", False),
+    "W": ("hidden_layer.weight", True),
+    "b": ("hidden_layer.bias", False),
+    "U": ("output_layer.weight", True),
+    "c": ("output_layer.bias", False),
+    "u": ("u", False),
+}
+
+
+def state_from_v1(state):
+    """Convert a state dict of a version-1 model directory (``E, W, b, U, c`` or
+    ``E, W, b, u``, with ``W`` (width*d, H) and ``U`` (H, C)) to the dotted names and
+    (out, in) layouts of the module-based models. Unknown names raise KeyError."""
+    out = {}
+    for old, arr in state.items():
+        new, transpose = V1_NAMES[old]
+        out[new] = np.ascontiguousarray(arr.T) if transpose else arr
+    return out
