@@ -43,6 +43,26 @@ def _give(x, ops, g, grad_at):
         _send(x, ops, grad_at(None, 0.0), False)
 
 
+def _unary(x, op, saved):
+    """A same-shape elementwise op whose backward ``backprop_<op>(g, S, out, beta)`` reads
+    the saved input (``saved="input"``) or output (``saved="output"``) ``S``."""
+    x = _unary_input(x, op)
+    st = backends._state
+    X = x.data
+    Y = getattr(st.ops, op)(X)
+    out, track = _result(Y, (x,), op, st)
+    if track:
+        S = X if saved == "input" else Y
+        backprop = "backprop_" + op
+
+        def backward(g):
+            buf, beta = x._grad_target()
+            getattr(backends._state.ops, backprop)(g, S, buf, beta)
+
+        out._backward = backward
+    return out
+
+
 def add(a, b):
     """Elementwise ``a + b`` with numpy broadcasting (e.g. a (n, m) matrix plus a (m,)
     bias).
@@ -253,18 +273,7 @@ def exp(x):
     Tensor
         ``exp(x)``; its backward is ``dY * Y`` with ``Y`` the saved output.
     """
-    x = _unary_input(x, "exp")
-    st = backends._state
-    Y = st.ops.exp(x.data)
-    out, track = _result(Y, (x,), "exp", st)
-    if track:
-
-        def backward(g):
-            buf, beta = x._grad_target()
-            backends._state.ops.backprop_exp(g, Y, buf, beta)
-
-        out._backward = backward
-    return out
+    return _unary(x, "exp", "output")
 
 
 def log(x):
@@ -280,18 +289,7 @@ def log(x):
         ``log(x)`` (NaN for negative entries, ``-inf`` at 0: :class:`detect_anomaly`
         reports them naming ``'log'``); its backward is ``dY / x``.
     """
-    x = _unary_input(x, "log")
-    st = backends._state
-    X = x.data
-    out, track = _result(st.ops.log(X), (x,), "log", st)
-    if track:
-
-        def backward(g):
-            buf, beta = x._grad_target()
-            backends._state.ops.backprop_log(g, X, buf, beta)
-
-        out._backward = backward
-    return out
+    return _unary(x, "log", "input")
 
 
 def sqrt(x):
@@ -306,18 +304,7 @@ def sqrt(x):
     Tensor
         ``sqrt(x)``; its backward is ``dY * 0.5 / Y`` with ``Y`` the saved output.
     """
-    x = _unary_input(x, "sqrt")
-    st = backends._state
-    Y = st.ops.sqrt(x.data)
-    out, track = _result(Y, (x,), "sqrt", st)
-    if track:
-
-        def backward(g):
-            buf, beta = x._grad_target()
-            backends._state.ops.backprop_sqrt(g, Y, buf, beta)
-
-        out._backward = backward
-    return out
+    return _unary(x, "sqrt", "output")
 
 
 def _choice(a, b, op):
