@@ -32,7 +32,9 @@ extensions = [
         extra_link_args=link_args,
         include_dirs=[numpy.get_include(), "fastbp_ext"],  # numpy's C API, _simd.h
         libraries=["m"],  # libm (and, through its linker script, glibc's libmvec)
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # NPY_TARGET_VERSION 1.22: the NEP 49 memory-handler API used by compiled plans
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("NPY_TARGET_VERSION", "NPY_1_22_API_VERSION")],
     )
     for path in sorted(Path("fastbp_ext").glob("*.pyx"))
 ]

@@ -75,6 +75,7 @@ from .tensor import (  # noqa: E402
 from . import nn  # noqa: E402
 from .serialization import CheckpointError, load, save  # noqa: E402
 from .draw import draw  # noqa: E402  (after the line above: fastbp.draw is the function)
+from .jit import CompiledFunction, compile  # noqa: E402,A004
 
 _init_threads()
 
@@ -125,6 +126,8 @@ __all__ = [
     "load",
     "CheckpointError",
     "draw",
+    "compile",
+    "CompiledFunction",
     "set_backend",
     "get_backend",
     "use_backend",

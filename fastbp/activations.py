@@ -102,6 +102,10 @@ def dropout(x, p=0.5, training=True, rng=None):
         return x
     st = backends._state
     rng = np.random.default_rng() if rng is None else rng
+    if st.trace is not None:
+        raise RuntimeError(
+            "dropout with a numpy Generator cannot be replayed by a compiled step (its "
+            "draws happen in Python); pass a fastbp.Generator")
     mask = st.ops.dropout_mask(x.data.shape, p, rng, x.data.dtype)
     out, track = _result(st.ops.mul(x.data, mask), (x,), "dropout", st)
     if track:

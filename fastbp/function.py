@@ -26,6 +26,8 @@ plan; it is as fast as the numpy code you write in it.)
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import backends
@@ -137,10 +139,14 @@ class Function:
         previous = st.grad_enabled
         st.grad_enabled = False  # forward sees arrays; any tensor op inside records nothing
         try:
-            Y = cls.forward(ctx, *fwd_args)
+            with _unrecorded(st):
+                Y = cls.forward(ctx, *fwd_args)
         finally:
             st.grad_enabled = previous
         Y = _check_output(name, Y, dtype)
+        replay = _replayed_forward(cls, ctx, needs, fwd_args, dtype, Y) if st.trace else None
+        if replay is not None:
+            Y, ctx = replay
         out, tracked = _result(Y, tuple(t for _, t in tensors), name, st)
         if tracked:
             if cls.backward is Function.backward:
@@ -151,7 +157,8 @@ class Function:
                          if not isinstance(a, Tensor)]
 
             def backward(g):
-                grads = backward_fn(ctx, _readonly(g))
+                with _unrecorded(backends._state):
+                    grads = backward_fn(ctx, _readonly(g))
                 if not isinstance(grads, (tuple, list)):
                     grads = (grads,)  # a single gradient: right for one input
                 if len(grads) != n:
@@ -169,6 +176,9 @@ class Function:
                 # Check every gradient before accumulating any.
                 checked = [(t, _check_grad(name, i, grads[i], t)) for i, t in tensors
                            if grads[i] is not None]
+                if backends._state.trace is not None:
+                    checked = _replayed_backward(name, backward_fn, ctx, g, tensors, grads,
+                                                 checked)
                 for t, gi in checked:
                     if t.requires_grad:
                         t._accumulate(gi, True)  # the caller may keep it: never written into
@@ -237,3 +247,73 @@ def _check_grad(name, i, g, t):
     if not (g.flags.c_contiguous and g.flags.aligned):
         g = np.array(g, order="C", copy=True)
     return g
+
+
+# ---------------------------------------------------------------------- compiled steps
+@contextlib.contextmanager
+def _unrecorded(st):
+    """Run user code of a custom node without recording its kernels into a compiled
+    step being traced (the plan re-runs that code as one callback step)."""
+    if st.trace is None:
+        yield
+        return
+    from fastbp_ext import _plan
+
+    paused = _plan.pause()
+    try:
+        yield
+    finally:
+        if paused:
+            _plan.resume()
+
+
+# Inside a compiled step (fastbp.compile) a custom node runs as a Python callback step of
+# the plan: the plan re-runs forward (backward) on the current values of the traced
+# buffers and copies the result into the buffer that the later kernels read.
+def _replayed_forward(cls, ctx, needs, fwd_args, dtype, Y):
+    from fastbp_ext import _plan
+
+    if not _plan.recording():
+        return None
+    Y = np.array(Y, order="C", copy=True)  # the plan's own output buffer
+    holder = ctx  # the node's context: replaced on every replayed forward
+    name = cls.__name__
+
+    def forward_again():
+        st = backends._state
+        fresh = FunctionCtx(needs)
+        previous = st.grad_enabled
+        st.grad_enabled = False
+        try:
+            y = _check_output(name, cls.forward(fresh, *fwd_args), dtype)
+        finally:
+            st.grad_enabled = previous
+        if y.shape != Y.shape:
+            raise ValueError(f"{name}.forward returned shape {y.shape} in a compiled step "
+                             f"traced with shape {Y.shape}")
+        np.copyto(Y, y)
+        # the saved tensors of this call are the ones backward must see
+        holder.__dict__.clear()
+        holder.__dict__.update(fresh.__dict__)
+
+    _plan.callback(forward_again)
+    return Y, holder
+
+
+def _replayed_backward(name, backward_fn, ctx, g, tensors, grads, checked):
+    from fastbp_ext import _plan
+
+    if not _plan.recording():
+        return checked
+    owned = [(t, np.array(gi, order="C", copy=True)) for t, gi in checked]
+    which = [i for i, _t in tensors if grads[i] is not None]
+
+    def backward_again():
+        again = backward_fn(ctx, _readonly(g))
+        if not isinstance(again, (tuple, list)):
+            again = (again,)
+        for (t, buf), i in zip(owned, which):
+            np.copyto(buf, _check_grad(name, i, again[i], t))
+
+    _plan.callback(backward_again)
+    return owned

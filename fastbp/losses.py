@@ -75,6 +75,11 @@ def binary_cross_entropy_with_logits(s, y):
     S = s.data
     T = np.asarray(y.data if isinstance(y, Tensor) else y)
     if T.dtype.kind in "biu":
+        if backends._state.trace is not None and backends._state.trace.is_input(T):
+            raise TypeError(
+                "binary_cross_entropy_with_logits in a compiled step: targets of dtype "
+                f"{T.dtype} would be converted once, at trace time; pass targets of the "
+                f"scores' dtype ({S.dtype}) as an argument of the step")
         T = T.astype(S.dtype)
     elif T.dtype != S.dtype:
         raise TypeError(
@@ -86,7 +91,8 @@ def binary_cross_entropy_with_logits(s, y):
             f"binary_cross_entropy_with_logits: targets of shape {T.shape} for scores of "
             f"shape {S.shape}"
         )
-    T = T if T.flags.c_contiguous else T.copy(order="C")
+    if not T.flags.c_contiguous:
+        T = backends._state.ops.copy_into(T, np.empty(T.shape, T.dtype), 0.0)
     if T.size and not ((T >= 0) & (T <= 1)).all():
         raise ValueError("binary_cross_entropy_with_logits: targets must lie in [0, 1]")
     st = backends._state

@@ -42,8 +42,20 @@ class Optimizer:
 
     def zero_grad(self):
         """Set every parameter's ``.grad`` to None (its buffer is reused, not freed)."""
+        trace = backends._state.trace
         for p in self.params:
+            if trace is not None:
+                trace.touch(p, True)
             p.grad = None
+
+    def _traced(self):
+        """Tell a compiled-step trace in progress which gradients this step reads and to
+        keep this optimiser (its state arrays) alive with the plan."""
+        trace = backends._state.trace
+        if trace is not None:
+            trace.hold(self)
+            for p in self.params:
+                trace.touch(p)
 
     def step(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -62,6 +74,7 @@ class SGD(Optimizer):
 
     def step(self):
         ops = backends.get_ops()
+        self._traced()
         lr = self.lr
         for p in self.params:
             g = p.grad
@@ -95,6 +108,7 @@ class Adam(Optimizer):
 
     def step(self):
         ops = backends.get_ops()
+        self._traced()
         b1, b2 = self.betas
         for p in self.params:
             g = p.grad
@@ -103,12 +117,13 @@ class Adam(Optimizer):
             self._check_grad(p, g)
             st = self.state.get(id(p))
             if st is None:
+                # the step counter is an array that the kernel increments, so that a
+                # compiled step replaying this update counts its own steps
                 st = self.state[id(p)] = {
-                    "step": 0,
+                    "step": np.zeros(1, np.int64),
                     "m": np.zeros_like(p.data),
                     "v": np.zeros_like(p.data),
                 }
-            st["step"] += 1
             if type(g) is RowSparseGrad:
                 ops.adam_update_rows(
                     p.data, g.rows, g.values, st["m"], st["v"], self.lr, b1, b2, self.eps,

@@ -34,7 +34,9 @@ class RowSparseGrad:
 
     def toarray(self):
         """The dense ``(V, d)`` gradient as a new numpy array."""
-        out = np.zeros(self.shape, dtype=self.values.dtype)
+        from .tensor import _zeros
+
+        out = _zeros(self.shape, self.values.dtype)
         if self.rows.size:
             backends.get_ops().scatter_add_rows(out, self.rows, self.values, 1.0)
         return out
@@ -50,8 +52,9 @@ class RowSparseGrad:
 
     def _add_rows(self, rows, values):
         """Accumulate more row contributions (returns a new object; nothing in place)."""
+        ops = backends.get_ops()
         return RowSparseGrad(
-            np.concatenate([self.rows, rows]), np.concatenate([self.values, values]), self.shape
+            _concat_ids(self.rows, rows), ops.concatenate([self.values, values]), self.shape
         )
 
     def __repr__(self):
@@ -59,3 +62,20 @@ class RowSparseGrad:
             f"RowSparseGrad(shape={self.shape}, rows={self.rows.size}, "
             f"distinct={np.unique(self.rows).size}, dtype={self.dtype})"
         )
+
+
+_AS_FLOAT = {np.dtype(np.int64): np.float64, np.dtype(np.int32): np.float32}
+
+
+def _concat_ids(a, b):
+    """Concatenate two id arrays with the backend's ``concatenate`` kernel (their bytes
+    viewed as floats of the same width: the kernel copies, never converts), so that a
+    compiled step plan repeats the copy on every replay."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    if a.dtype != b.dtype or a.dtype not in _AS_FLOAT:
+        if backends._state.trace is not None:
+            raise TypeError("a compiled step cannot concatenate row ids of dtypes "
+                            f"{a.dtype} and {b.dtype}: use int64 ids throughout")
+        return np.concatenate([a.astype(np.int64), b.astype(np.int64)])
+    f = _AS_FLOAT[a.dtype]
+    return backends.get_ops().concatenate([a.view(f), b.view(f)]).view(a.dtype)

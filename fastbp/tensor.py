@@ -215,6 +215,8 @@ class Tensor:
 
     def zero_grad(self):
         """Forget the accumulated gradient (``.grad = None``; the buffer is reused)."""
+        if backends._state.trace is not None:
+            backends._state.trace.touch(self, True)
         self.grad = None
 
     def retain_grad(self):
@@ -252,6 +254,8 @@ class Tensor:
         """Return ``(buffer, beta)``: where a kernel should write this tensor's gradient,
         and whether to overwrite (0.0) or accumulate (1.0)."""
         if self._leaf:
+            if backends._state.trace is not None:
+                backends._state.trace.touch(self)
             g = self.grad
             if g is None:
                 buf = self._grad_buf
@@ -267,7 +271,7 @@ class Tensor:
             g = self._g = np.empty(self.data.shape, self.data.dtype)
             return g, 0.0
         if self._g_shared:
-            g = self._g = g.copy()
+            g = self._g = backends._state.ops.copy_into(g, np.empty(g.shape, g.dtype), 0.0)
             self._g_shared = False
         return g, 1.0
 
@@ -277,6 +281,8 @@ class Tensor:
         sums run as the backend's ``copy_into`` op (``out = src + beta * out``)."""
         ops = backends._state.ops
         if self._leaf:
+            if backends._state.trace is not None:
+                backends._state.trace.touch(self)
             g = self.grad
             if g is None:
                 buf, _ = self._grad_target()
@@ -302,10 +308,12 @@ class Tensor:
     def _accumulate_rows(self, rows, values):
         """Add a row-sparse contribution (rows (n,), values (n, d)) to a table's grad."""
         if not self._leaf:
-            dense = np.zeros(self.data.shape, self.data.dtype)
+            dense = _zeros(self.data.shape, self.data.dtype)
             backends.get_ops().scatter_add_rows(dense, rows, values, 1.0)
             self._accumulate(dense, False)
             return
+        if backends._state.trace is not None:
+            backends._state.trace.touch(self)
         g = self.grad
         if g is None:
             self.grad = RowSparseGrad(rows, values, self.data.shape)
@@ -348,7 +356,8 @@ class Tensor:
                 raise ValueError(f"grad of shape {grad.shape} for a tensor of shape {self.shape}")
             if grad.dtype != self.dtype:
                 raise TypeError(f"grad of dtype {grad.dtype} for a tensor of dtype {self.dtype}")
-            grad = grad if grad.flags.c_contiguous else grad.copy(order="C")
+            if not grad.flags.c_contiguous:
+                grad = backends._state.ops.copy_into(grad, np.empty(grad.shape, grad.dtype), 0.0)
             shared = True
         if self._leaf:
             self._accumulate(grad, shared)
@@ -470,6 +479,16 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+def _zeros(shape, dtype):
+    """A new zero-filled array, filled by the backend's ``copy_into`` (so that a compiled
+    step plan zeroes it again on every replay; ``np.zeros`` would be traced once)."""
+    out = np.empty(shape, dtype)
+    return backends._state.ops.copy_into(np.broadcast_to(_ZERO[out.dtype.char], shape), out, 0.0)
+
+
+_ZERO = {dt.char: np.zeros((), dt) for dt in _FLOAT_DTYPES}
+
+
 def _retain(node, g):
     """Store (or add) the gradient ``g`` of a non-leaf into ``node.grad`` as an array of
     its own (``g`` may be shared with other nodes or handed on to a parent)."""
@@ -587,6 +606,8 @@ def _result(data, parents, op, st):
     t._retain = False
     t._op = op
     t._backward = None
+    if st.trace is not None:
+        st.trace.read(parents)
     if st.anomaly:
         _check_forward(op, data)
     if st.grad_enabled:

@@ -77,6 +77,34 @@ cdef int launch(const Kernel* k, Call* c) except -1
 """Run ``k`` on ``c`` without the GIL; raise MemoryError/IndexError for a kernel's
 error code."""
 
+cdef int launch_side(const Kernel* k, Call* c, int slot, Py_ssize_t nbytes) except -1
+"""``launch`` for a call whose ``c.a[slot]`` points to a ``nbytes`` side record on the
+wrapper's stack (a shape/stride description): a recording copies the record, so that the
+replayed call does not read the wrapper's dead stack frame."""
+
+# ---------------------------------------------------------------- recording (plans)
+# While a step is traced (fastbp_ext._plan), every successful launch appends a copy of
+# its call to the active Recording; a compiled step plan replays them with ``run``.
+ctypedef struct Step:
+    const Kernel* k            # the kernel, or NULL for a Python callback step
+    Call c                     # the call, copied at trace time
+    Py_ssize_t side            # offset of the call's side record in Recording.side, or -1
+    int slot                   # the c.a slot that points to the side record
+    Py_ssize_t cb              # index of the Python callback (k == NULL)
+
+ctypedef struct Recording:
+    Step* steps
+    Py_ssize_t n, cap
+    char* side                 # side records, 64-byte padded
+    Py_ssize_t nside, capside
+    unsigned long owner        # the thread that records (other threads' calls are not)
+
+cdef Recording* active_recording() noexcept nogil
+cdef int set_recording(Recording* r) except -1
+cdef int record(const Kernel* k, Call* c, int slot, const void* side,
+                Py_ssize_t nbytes, Py_ssize_t cb) except -1
+"""Append one step to the active recording (no-op when there is none)."""
+
 cdef int call_dtype(int typenum) noexcept
 """F32/F64 for a numpy type number (NPY_FLOAT / NPY_DOUBLE)."""
 

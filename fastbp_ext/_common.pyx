@@ -3,6 +3,9 @@
 Python wrappers, the thread policy of the parallel loops, and :c:func:`launch`."""
 
 cimport numpy as cnp
+from libc.stdlib cimport realloc
+from cpython.pythread cimport PyThread_get_thread_ident
+from libc.string cimport memcpy, memset
 from cython.parallel cimport prange  # noqa: F401  (links OpenMP for omp_get_* users)
 
 from fastbp_ext._simd cimport FASTBP_LIBMVEC
@@ -47,13 +50,148 @@ cdef int launch(const Kernel* k, Call* c) except -1:
     with nogil:
         err = run(k, c)
     if err == KERR_OK:
+        if _rec != NULL:
+            record(k, c, -1, NULL, 0, -1)
         return 0
+    return _raise_for(k, c, err)
+
+
+cdef int launch_side(const Kernel* k, Call* c, int slot, Py_ssize_t nbytes) except -1:
+    cdef int err
+    with nogil:
+        err = run(k, c)
+    if err == KERR_OK:
+        if _rec != NULL:
+            record(k, c, slot, c.a[slot], nbytes, -1)
+        return 0
+    return _raise_for(k, c, err)
+
+
+cdef int _raise_for(const Kernel* k, Call* c, int err) except -1:
     name = k.name.decode()
     if err == KERR_NOMEM:
         raise MemoryError(f"kernel {name}: out of memory for its scratch space")
     if err == KERR_INDEX:
         raise IndexError(f"kernel {name}: index at position {c.info} is out of range")
     raise RuntimeError(f"kernel {name} failed with error code {err}")
+
+
+# ==================================================================================
+# Recording (compiled step plans, fastbp_ext._plan)
+# ==================================================================================
+cdef Recording* _rec = NULL
+
+
+cdef Recording* active_recording() noexcept nogil:
+    return _rec
+
+
+cdef int set_recording(Recording* r) except -1:
+    global _rec
+    _rec = r
+    return 0
+
+
+cdef int record(const Kernel* k, Call* c, int slot, const void* side,
+                Py_ssize_t nbytes, Py_ssize_t cb) except -1:
+    cdef Recording* r = _rec
+    cdef Py_ssize_t cap, pad
+    cdef void* p
+    if r == NULL or PyThread_get_thread_ident() != r.owner:
+        return 0
+    if r.n == r.cap:
+        cap = 2 * r.cap if r.cap else 64
+        p = realloc(r.steps, cap * sizeof(Step))
+        if p == NULL:
+            raise MemoryError("compiled step plan: out of memory for its steps")
+        r.steps = <Step*>p
+        r.cap = cap
+    cdef Step* st = &r.steps[r.n]
+    st.k = k
+    if c != NULL:
+        memcpy(&st.c, c, sizeof(Call))
+    else:
+        memset(&st.c, 0, sizeof(Call))
+    st.side = -1
+    st.slot = slot
+    st.cb = cb
+    if nbytes > 0:
+        pad = (nbytes + 63) // 64 * 64
+        if r.nside + pad > r.capside:
+            cap = 2 * (r.nside + pad) + 4096
+            p = realloc(r.side, cap)
+            if p == NULL:
+                raise MemoryError("compiled step plan: out of memory for its records")
+            r.side = <char*>p
+            r.capside = cap
+        memcpy(r.side + r.nside, side, nbytes)
+        st.side = r.nside
+        r.nside += pad
+    r.n += 1
+    return 0
+
+
+# ---- kernels that exist for recordings: the copies and checks a wrapper does in Python
+ctypedef struct _Strided:
+    int nd
+    Py_ssize_t shape[32]
+    Py_ssize_t strides[32]     # in bytes
+
+
+cdef int k_contig(floating* out, Call* c) noexcept nogil:
+    # out: C-contiguous destination; a: src data, _Strided*; n: item size in bytes
+    cdef _Strided* m = <_Strided*>c.a[1]
+    cdef const char* src = <const char*>c.a[0]
+    cdef char* dst = <char*>out
+    cdef Py_ssize_t isz = c.n[0], total = 1, i, off
+    cdef Py_ssize_t idx[32]
+    cdef int j, nd = m.nd
+    for j in range(nd):
+        total *= m.shape[j]
+        idx[j] = 0
+    for i in range(total):
+        off = 0
+        for j in range(nd):
+            off += idx[j] * m.strides[j]
+        memcpy(dst + i * isz, src + off, isz)
+        j = nd - 1
+        while j >= 0:
+            idx[j] += 1
+            if idx[j] < m.shape[j]:
+                break
+            idx[j] = 0
+            j -= 1
+    return 0
+
+
+cdef int k_check_ids(floating* out, Call* c) noexcept nogil:
+    # a: ids; n: count, V, ids are int32
+    cdef Py_ssize_t bad
+    if c.n[2]:
+        bad = _first_bad_id(c.n[0], <cnp.int32_t*>c.a[0], c.n[1])
+    else:
+        bad = _first_bad_id(c.n[0], <cnp.int64_t*>c.a[0], c.n[1])
+    if bad >= 0:
+        c.info = bad
+        return KERR_INDEX
+    return 0
+
+
+cdef Kernel K_CONTIG = Kernel(b"contig", k_contig[float], k_contig[double])
+cdef Kernel K_CHECK_IDS = Kernel(b"check_ids", k_check_ids[float], k_check_ids[double])
+cdef Kernel K_CHECK_LABELS = Kernel(b"check_labels", k_check_ids[float], k_check_ids[double])
+
+
+cdef int _record_check(const Kernel* k, cnp.ndarray ids, Py_ssize_t V) except -1:
+    cdef Call c
+    c.dtype = F32
+    c.out = NULL
+    c.a[0] = cnp.PyArray_DATA(ids)
+    c.n[0] = cnp.PyArray_SIZE(ids)
+    c.n[1] = V
+    c.n[2] = cnp.PyArray_TYPE(ids) == cnp.NPY_INT32
+    c.info = -1
+    return record(k, &c, -1, NULL, 0, -1)
 
 
 cdef int call_dtype(int typenum) noexcept:
@@ -190,7 +328,30 @@ cdef cnp.ndarray contig(cnp.ndarray a):
     if good(a):
         return a
     # np.array, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,)
-    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    cdef cnp.ndarray r = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    if _rec != NULL:
+        _record_contig(a, r)
+    return r
+
+
+cdef int _record_contig(cnp.ndarray a, cnp.ndarray r) except -1:
+    """Record the copy ``contig`` made, so that a replay copies the current values."""
+    cdef int nd = cnp.PyArray_NDIM(a), i
+    if not cnp.PyArray_ISNOTSWAPPED(a) or nd > 32:
+        raise TypeError("a compiled step cannot replay this conversion (non-native byte "
+                        f"order or more than 32 dimensions, shape {shape_of(a)})")
+    cdef _Strided m
+    m.nd = nd
+    for i in range(nd):
+        m.shape[i] = cnp.PyArray_DIMS(a)[i]
+        m.strides[i] = cnp.PyArray_STRIDES(a)[i]
+    cdef Call c
+    c.dtype = F32
+    c.out = cnp.PyArray_DATA(r)
+    c.a[0] = cnp.PyArray_DATA(a)
+    c.a[1] = &m
+    c.n[0] = cnp.PyArray_ITEMSIZE(a)
+    return record(&K_CONTIG, &c, 1, &m, sizeof(_Strided), -1)
 
 
 cdef inline void _extent(cnp.ndarray a, char** lo, char** hi) noexcept:
@@ -319,6 +480,8 @@ cdef int check_ids(cnp.ndarray ids, Py_ssize_t V, str what) except -1:
     if bad >= 0:
         raise IndexError(
             f"{what} {ids.reshape(-1)[bad]} is out of range for a table of {V} rows")
+    if _rec != NULL:  # a replay checks the ids of its call (C, before the kernel)
+        _record_check(&K_CHECK_IDS, ids, V)
     return 0
 
 
@@ -328,6 +491,8 @@ cdef int check_labels(cnp.ndarray y, Py_ssize_t n, Py_ssize_t C) except -1:
     cdef Py_ssize_t bad = bad_id(y, C)
     if bad >= 0:
         raise ValueError(f"class id {y[bad]} is outside [0, {C})")
+    if _rec != NULL:
+        _record_check(&K_CHECK_LABELS, y, C)
     return 0
 
 

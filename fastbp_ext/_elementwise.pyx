@@ -19,7 +19,7 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from fastbp_ext._common cimport (
-    floating, Call, Kernel, launch, call_dtype, ftype, same_type, contig, out_like,
+    floating, Call, Kernel, launch, launch_side, call_dtype, ftype, same_type, contig, out_like,
     same_or_apart, check_beta, shape_of, same_shape, good, threads_for, PAR_TRANSC,
     PAR_ARITH,
 )
@@ -649,7 +649,7 @@ cdef object _binary(const Kernel* k, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray o
     c.a[3] = geo
     c.n[0] = _layout(nd, dims, geo, X, Y, None)
     c.s[0] = 0.0
-    launch(k, &c)
+    launch_side(k, &c, 3, 4 * MAXD * sizeof(Py_ssize_t))
     return out
 
 
@@ -706,7 +706,7 @@ cdef object _gradient(const Kernel* k, int t, cnp.ndarray G, cnp.ndarray A, cnp.
     c.a[3] = geo
     c.n[0] = _layout(nd, dims, geo, G, A, B)
     c.s[0] = beta
-    launch(k, &c)
+    launch_side(k, &c, 3, 4 * MAXD * sizeof(Py_ssize_t))
     return out
 
 
@@ -866,7 +866,7 @@ def scale_by(cnp.ndarray X not None, cnp.ndarray s not None, cnp.ndarray out=Non
     c.a[3] = geo
     c.n[0] = _layout(nd, cnp.PyArray_DIMS(X), geo, X, None, None)
     c.s[0] = beta
-    launch(&K_SCALE_BY, &c)
+    launch_side(&K_SCALE_BY, &c, 3, 4 * MAXD * sizeof(Py_ssize_t))
     return out
 
 

@@ -14,7 +14,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from fastbp_ext._common cimport (
-    floating, index_t, Call, Kernel, launch, call_dtype, KERR_NOMEM,
+    floating, index_t, Call, Kernel, launch, call_dtype, KERR_NOMEM, active_recording,
     dim, shape_of, ftype, overlap, contig, index_array, check_ids,
     threads_for, PAR_COPY,
 )
@@ -224,6 +224,9 @@ def coalesce_rows(rows, cnp.ndarray values not None):
     ValueError
         ``values`` not matching ``rows``.
     """
+    if active_recording() != NULL:
+        raise RuntimeError("coalesce_rows cannot be part of a compiled step: the number of "
+                           "distinct rows, and so its output shape, depends on the values")
     cdef cnp.ndarray I = index_array(rows, "rows")
     cdef int t = ftype(values, "values")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(I)

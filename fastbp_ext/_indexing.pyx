@@ -22,7 +22,7 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
 from fastbp_ext._common cimport (
-    floating, Call, Kernel, launch, call_dtype, ftype, same_type, contig, out_like,
+    floating, Call, Kernel, launch, launch_side, call_dtype, active_recording, ftype, same_type, contig, out_like,
     overlap, shape_of, same_shape, check_beta, index_array, dim, threads_for, good,
     put, PAR_COPY, PAR_ARITH, KERR_INDEX,
 )
@@ -348,7 +348,7 @@ def copy_into(cnp.ndarray src not None, cnp.ndarray out not None, double beta=0.
     c.a[0] = cnp.PyArray_DATA(s)
     c.a[1] = &m
     c.s[0] = beta
-    launch(&K_COPY_INTO, &c)
+    launch_side(&K_COPY_INTO, &c, 1, sizeof(Strided))
     return out
 
 
@@ -648,7 +648,7 @@ cdef int _fill_gidx(Gidx* g, tuple arrays, cnp.npy_intp* shape, int ndim) except
 cdef int _launch_indexed(const Kernel* K, Call* c, tuple arrays, cnp.npy_intp* shape) except -1:
     """launch, with numpy's message for an index out of bounds."""
     try:
-        launch(K, c)
+        launch_side(K, c, 1, sizeof(Gidx))
     except IndexError:
         if c.info < 0:
             raise
@@ -935,7 +935,7 @@ def concatenate(arrays, axis=0, cnp.ndarray out=None):
     cdef void** ptrs = sp
     cdef Py_ssize_t* blk = sb
     cdef cnp.ndarray buf
-    if na > NSTACK:
+    if na > NSTACK or active_recording() != NULL:  # a recording keeps numpy buffers
         buf = np.empty(2 * na, np.intp)
         ptrs = <void**>cnp.PyArray_DATA(buf)
         blk = <Py_ssize_t*>cnp.PyArray_DATA(buf) + na

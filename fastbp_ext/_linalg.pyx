@@ -11,7 +11,7 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sdot, ddot
 
 from fastbp_ext._common cimport (
-    floating, Call, Kernel, run, launch, call_dtype,
+    floating, Call, Kernel, run, launch, call_dtype, active_recording, record,
     dim, same_shape, shape_of, ftype, same_type, contig, out_like, no_overlap,
     same_or_apart, check_beta, blas_dim, put,
 )
@@ -326,8 +326,10 @@ def dot(cnp.ndarray x not None, cnp.ndarray y not None):
     c.a[1] = cnp.PyArray_DATA(y)
     c.n[0] = n
     # k_dot cannot fail, and (as before the move to the kernel ABI) a dot product is too
-    # short to pay for releasing the GIL: run it directly.
+    # short to pay for releasing the GIL: run it directly (and record it for a plan).
     run(&K_DOT, &c)
+    if active_recording() != NULL:
+        record(&K_DOT, &c, -1, NULL, 0, -1)
     return out
 
 

@@ -9,7 +9,7 @@ Each kernel is a C-level entry point ``k_<name>(floating* out, Call* c)`` (see
 
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport sqrt, pow
 from libc.stdlib cimport malloc, calloc, free
 
 from fastbp_ext._common cimport (
@@ -19,6 +19,8 @@ from fastbp_ext._common cimport (
 )
 from fastbp_ext._simd cimport fastbp_sgd_f, fastbp_sgd_d
 from fastbp_ext._rows cimport scatter_add, coalesce_ids, sum_into_slots, rows_values
+
+import numpy as np
 
 cnp.import_array()
 
@@ -107,21 +109,47 @@ cdef int k_sgd_update_rows(floating* out, Call* c) noexcept nogil:
     return 0
 
 
+cdef inline cnp.int64_t _adam_t(Call* c, int slot, double* lr_t, double* eps_t) noexcept nogil:
+    """The step number of this Adam update and its bias-corrected lr and eps. The step
+    is read at run time from the int64 counter in ``c.a[slot]`` (this update's number is
+    the counter + 1; the caller stores it back once the update is done), or is the
+    constant ``c.n[4]`` when there is no counter."""
+    cdef cnp.int64_t t
+    if c.a[slot] != NULL:
+        t = (<cnp.int64_t*>c.a[slot])[0] + 1
+    else:
+        t = c.n[4]
+    cdef double c2 = sqrt(1 - pow(c.s[1], <double>t))
+    lr_t[0] = c.s[2] * c2 / (1 - pow(c.s[0], <double>t))
+    eps_t[0] = c.s[3] * c2
+    return t
+
+
+cdef inline void _adam_done(Call* c, int slot, cnp.int64_t t) noexcept nogil:
+    if c.a[slot] != NULL:
+        (<cnp.int64_t*>c.a[slot])[0] = t
+
+
 cdef int k_adam_update(floating* out, Call* c) noexcept nogil:
-    # a: dW, m, v; n: size; s: beta1, beta2, bias-corrected lr, bias-corrected eps
-    cdef double b1 = c.s[0], b2 = c.s[1]
+    # a: dW, m, v, step counter (int64, or NULL); n: size, -, -, -, step if no counter;
+    # s: beta1, beta2, lr, eps
+    cdef double b1 = c.s[0], b2 = c.s[1], lr_t, eps_t
+    cdef cnp.int64_t t = _adam_t(c, 3, &lr_t, &eps_t)
     adam_par(c.n[0], out, <floating*>c.a[0], <floating*>c.a[1], <floating*>c.a[2],
              <floating>b1, <floating>(1 - b1), <floating>b2, <floating>(1 - b2),
-             <floating>c.s[2], <floating>c.s[3])
+             <floating>lr_t, <floating>eps_t)
+    _adam_done(c, 3, t)
     return 0
 
 
 cdef int k_adam_update_rows(floating* out, Call* c) noexcept nogil:
-    # a: rows (n,), values (n, d), m, v; n: n, d, rows are int32; s: as k_adam_update.
+    # a: rows (n,), values (n, d), m, v, step counter (or NULL); n: n, d, rows are int32,
+    # -, step if no counter; s: as k_adam_update.
     # Lazy Adam: sum the values of repeated rows (hash table, O(n) scratch), then update
     # only those rows of W, m and v.
     cdef Py_ssize_t n = c.n[0], d = c.n[1], u, k, r
-    cdef double b1 = c.s[0], b2 = c.s[1]
+    cdef double b1 = c.s[0], b2 = c.s[1], lr_t, eps_t
+    cdef cnp.int64_t t = _adam_t(c, 4, &lr_t, &eps_t)
     cdef floating* m = <floating*>c.a[2]
     cdef floating* v = <floating*>c.a[3]
     cdef floating* G
@@ -144,10 +172,11 @@ cdef int k_adam_update_rows(floating* out, Call* c) noexcept nogil:
     for k in range(u):
         r = <Py_ssize_t>uniq[k] * d
         adam_loop(d, out + r, G + k * d, m + r, v + r, <floating>b1, <floating>(1 - b1),
-                  <floating>b2, <floating>(1 - b2), <floating>c.s[2], <floating>c.s[3])
+                  <floating>b2, <floating>(1 - b2), <floating>lr_t, <floating>eps_t)
     free(G)
     free(slot)
     free(uniq)
+    _adam_done(c, 4, t)
     return 0
 
 
@@ -178,16 +207,34 @@ cdef int _distinct_state(cnp.ndarray W, cnp.ndarray m, cnp.ndarray v) except -1:
     return 0
 
 
-cdef int _adam_consts(Call* c, double lr, double beta1, double beta2, double eps,
-                      step) except -1:
-    """The call constants of an Adam step: beta1, beta2 and the bias-corrected lr, eps."""
-    if step < 1:
-        raise ValueError(f"Adam step counts from 1, got {step}")
-    cdef double c2 = sqrt(1 - beta2 ** step)
+cdef int _adam_consts(Call* c, int slot, double lr, double beta1, double beta2,
+                      double eps, step) except -1:
+    """The call constants of an Adam step (beta1, beta2, lr, eps) and its step: a Python
+    int (this update's number, from 1) or a 1-element int64 counter array, incremented
+    by the kernel (the update's number is the counter + 1), so that a replayed call of
+    a compiled step plan counts its own steps."""
+    cdef cnp.ndarray cnt
     c.s[0] = beta1
     c.s[1] = beta2
-    c.s[2] = lr * c2 / (1 - beta1 ** step)
-    c.s[3] = eps * c2
+    c.s[2] = lr
+    c.s[3] = eps
+    if cnp.PyArray_Check(step):
+        cnt = <cnp.ndarray>step
+        if (cnp.PyArray_TYPE(cnt) != cnp.NPY_INT64 or cnp.PyArray_SIZE(cnt) != 1
+                or not cnp.PyArray_ISCARRAY(cnt) or not cnp.PyArray_ISNOTSWAPPED(cnt)):
+            raise TypeError("an Adam step counter must be a writeable 1-element int64 "
+                            f"array, got dtype {cnt.dtype} and shape {shape_of(cnt)}")
+        if (<cnp.int64_t*>cnp.PyArray_DATA(cnt))[0] < 0:
+            raise ValueError(f"Adam step counter must be >= 0, got {int(cnt.reshape(-1)[0])}")
+        c.a[slot] = cnp.PyArray_DATA(cnt)
+        c.n[4] = 0
+        return 0
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"Adam step must be an int or an int64 counter array, got {step!r}")
+    if step < 1:
+        raise ValueError(f"Adam step counts from 1, got {step}")
+    c.a[slot] = NULL
+    c.n[4] = step
     return 0
 
 
@@ -246,8 +293,12 @@ def sgd_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None, d
 def adam_update(cnp.ndarray W not None, cnp.ndarray dW not None, cnp.ndarray m not None,
                 cnp.ndarray v not None, double lr, double beta1, double beta2, double eps,
                 step):
-    """In-place Adam step with bias correction (``step`` counts from 1), one fused pass
-    over ``W``, ``dW``, ``m`` and ``v``.
+    """In-place Adam step with bias correction, one fused pass over ``W``, ``dW``, ``m``
+    and ``v``.
+
+    ``step`` is this update's number (an int, from 1) or a 1-element int64 counter array
+    that the kernel increments (the update's number is its value + 1); the optimiser
+    passes its counter, so that a compiled step plan replaying the call counts steps.
 
     Raises
     ------
@@ -261,7 +312,7 @@ def adam_update(cnp.ndarray W not None, cnp.ndarray dW not None, cnp.ndarray m n
     _param_and_grad(v, dW, "v", "dW")
     _distinct_state(W, m, v)
     cdef Call c
-    _adam_consts(&c, lr, beta1, beta2, eps, step)
+    _adam_consts(&c, 3, lr, beta1, beta2, eps, step)
     dW = contig(dW)
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(W)
@@ -297,7 +348,7 @@ def adam_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None,
         writable(arr, name)
     _distinct_state(W, m, v)
     cdef Call c
-    _adam_consts(&c, lr, beta1, beta2, eps, step)
+    _adam_consts(&c, 4, lr, beta1, beta2, eps, step)
     values = contig(values)
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(W)

@@ -28,7 +28,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 
 from fastbp_ext._common cimport (
-    floating, Call, Kernel, launch, call_dtype, KERR_NOMEM,
+    floating, Call, Kernel, launch, launch_side, call_dtype, KERR_NOMEM,
     ftype, same_type, contig, out_like, same_or_apart, overlap, check_beta, dim,
     same_shape, shape_of, threads_for, PAR_TRANSC, PAR_ARITH, put,
 )
@@ -840,7 +840,7 @@ cdef object _sum_into(cnp.ndarray X, const char* red, int ond, cnp.npy_intp* odi
     c.n[2] = cnp.PyArray_SIZE(X)
     c.n[3] = cnp.PyArray_SIZE(out)
     c.s[0] = beta
-    launch(&K_SUM, &c)
+    launch_side(&K_SUM, &c, 1, MAXD * sizeof(Py_ssize_t))
     return out
 
 
@@ -1051,7 +1051,7 @@ def expand(cnp.ndarray dY not None, shape, cnp.ndarray out=None, double beta=0.0
     c.n[1] = last
     c.n[2] = cnp.PyArray_SIZE(out)
     c.s[0] = beta
-    launch(&K_EXPAND, &c)
+    launch_side(&K_EXPAND, &c, 1, MAXD * sizeof(Py_ssize_t))
     return out
 
 

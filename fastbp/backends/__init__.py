@@ -64,6 +64,7 @@ class _State(threading.local):
         self.ops = _resolve(_default[0])
         self.grad_enabled = True
         self.anomaly = False
+        self.trace = None  # the fastbp.compile trace in progress (fastbp/jit.py)
 
 
 _state = None  # created by _init() once the default backend is known

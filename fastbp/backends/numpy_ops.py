@@ -309,7 +309,16 @@ class NumpyOps:
         self.scatter_add_rows(W, rows, values, -lr)
 
     def adam_update(self, W, dW, m, v, lr, beta1, beta2, eps, step):
-        """In-place Adam step (Kingma & Ba, with bias correction; ``step`` counts from 1)."""
+        """In-place Adam step (Kingma & Ba, with bias correction). ``step`` is this
+        update's number (from 1), or a 1-element int64 counter array that is incremented
+        (the update's number is its value + 1)."""
+        counter, step = _adam_step(step)
+        self._adam(W, dW, m, v, lr, beta1, beta2, eps, step)
+        if counter is not None:
+            counter[...] = step
+
+    @staticmethod
+    def _adam(W, dW, m, v, lr, beta1, beta2, eps, step):
         t = W.dtype.type
         m *= t(beta1)
         m += t(1 - beta1) * dW
@@ -323,10 +332,13 @@ class NumpyOps:
         """Lazy (row-sparse) Adam: only the rows present in the gradient have their moments
         and weights updated, as in ``torch.optim.SparseAdam``. Repeated rows are summed
         first."""
+        counter, step = _adam_step(step)
         rows, g = self.coalesce_rows(rows, values)
         Wr, mr, vr = W[rows], m[rows], v[rows]
-        self.adam_update(Wr, g, mr, vr, lr, beta1, beta2, eps, step)
+        self._adam(Wr, g, mr, vr, lr, beta1, beta2, eps, step)
         W[rows], m[rows], v[rows] = Wr, mr, vr
+        if counter is not None:
+            counter[...] = step
 
     # --- reductions (issue 7) ------------------------------------------------------
     # Single-axis ops view C-order X as (outer, n, inner), n the length of the reduced
@@ -705,3 +717,20 @@ def _pick(dZ, chosen, tie):
     t = dZ.dtype.type
     w = np.where(chosen, t(1), np.where(tie, t(0.5), t(0)))
     return dZ * w
+
+
+def _adam_step(step):
+    """``(counter or None, this update's number)`` for an Adam ``step`` argument: an int
+    from 1, or a 1-element int64 counter array (the update's number is its value + 1)."""
+    if isinstance(step, np.ndarray):
+        if step.dtype != np.int64 or step.size != 1:
+            raise TypeError("an Adam step counter must be a writeable 1-element int64 "
+                            f"array, got dtype {step.dtype} and shape {step.shape}")
+        if int(step.reshape(-1)[0]) < 0:
+            raise ValueError(f"Adam step counter must be >= 0, got {int(step.reshape(-1)[0])}")
+        return step, int(step.reshape(-1)[0]) + 1
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"Adam step must be an int or an int64 counter array, got {step!r}")
+    if step < 1:
+        raise ValueError(f"Adam step counts from 1, got {step}")
+    return None, int(step)

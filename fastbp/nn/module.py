@@ -322,7 +322,7 @@ class Module:
         """Set ``.grad`` of every parameter to None (their buffers are reused by the next
         backward)."""
         for p in self.parameters():
-            p.grad = None
+            p.zero_grad()
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self):
