@@ -21,9 +21,10 @@ from libc.stdlib cimport free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastbp_ext._common cimport (
-    Call, Kernel, Step, Recording, run, record, set_recording, active_recording,
-    KERR_OK, KERR_NOMEM, KERR_INDEX,
+    floating, Call, Kernel, Step, Recording, run, record, set_recording, active_recording,
+    KERR_OK, KERR_NOMEM, KERR_INDEX, F32,
 )
+from fastbp_ext._blas cimport gemm_rm, ger_rm
 
 cnp.import_array()
 
@@ -59,6 +60,41 @@ def callback(fn):
         return
     _current._callbacks.append(fn)
     record(NULL, NULL, -1, NULL, 0, len(_current._callbacks) - 1)
+
+
+# ---------------------------------------------------------------- plan-level fusion
+cdef int k_gemm_sgd(floating* out, Call* c) noexcept nogil:
+    # The weight gradient and the SGD update in one pass over W: out += alpha op(A) op(B)
+    # (a: A, B; n: M, N, K, trans_a, trans_b as k_gemm; s: -, alpha). With K == 1 (a
+    # batch of one) it is a rank-1 update: both operands are contiguous vectors.
+    cdef floating alpha = <floating>c.s[1], one = 1
+    if c.n[2] == 1:
+        ger_rm(<int>c.n[0], <int>c.n[1], alpha, <floating*>c.a[0], <floating*>c.a[1], out)
+    else:
+        gemm_rm(<bint>c.n[3], <bint>c.n[4], <int>c.n[0], <int>c.n[1], <int>c.n[2], alpha,
+                <floating*>c.a[0], <floating*>c.a[1], one, out)
+    return 0
+
+
+cdef Kernel K_GEMM_SGD = Kernel(b"gemm_sgd", k_gemm_sgd[float], k_gemm_sgd[double])
+
+
+cdef inline bint _in(void* p, char* lo, char* hi) noexcept:
+    return lo <= <char*>p < hi
+
+
+cdef bint _touches(Step* st, char* lo, char* hi) noexcept:
+    """Might step ``st`` read or write the byte range [lo, hi)? (Conservative: every
+    pointer slot is compared, used or not.)"""
+    cdef int s
+    if st.k == NULL:
+        return True  # a Python callback may read anything
+    if _in(st.c.out, lo, hi):
+        return True
+    for s in range(8):
+        if _in(st.c.a[s], lo, hi):
+            return True
+    return False
 
 
 cdef bint _is_check(Step* st) noexcept:
@@ -150,6 +186,73 @@ cdef class Plan:
         self._closed = True
         if self._arena is not None:
             fb_arena_release(fb_arena_of(self._arena))
+
+    def fuse_weight_updates(self, dead):
+        """Fuse ``dW = op(A) op(B)`` (a gemm) followed by ``sgd_update(W, dW)`` into one
+        ``W -= lr op(A) op(B)`` (one pass over W; a rank-1 update at batch size 1) for
+        each gradient buffer in ``dead`` that nothing else in the plan reads and that
+        nobody observes after a call. Returns the number of fusions."""
+        cdef Py_ssize_t i, j, k, n, fused = 0
+        cdef Step* st
+        cdef char* lo
+        cdef char* hi
+        cdef char* alo
+        cdef char* ahi
+        cdef char* blo
+        cdef char* bhi
+        cdef Py_ssize_t isz, M, N, K
+        cdef cnp.ndarray d
+        if self._recording or self._closed:
+            raise RuntimeError("fuse a finished plan")
+        for d in dead:
+            n = self.rec.n
+            lo = <char*>cnp.PyArray_DATA(d)
+            hi = lo + cnp.PyArray_NBYTES(d)
+            j = i = -1
+            for k in range(n):
+                st = &self.rec.steps[k]
+                if not _touches(st, lo, hi):
+                    continue
+                if st.k == NULL:
+                    j = -2  # a Python callback may read it
+                    break
+                if (j < 0 and st.k.name == b"gemm" and st.c.out == <void*>lo
+                        and st.c.s[0] == 0.0):
+                    j = k
+                elif (j >= 0 and i < 0 and st.k.name == b"sgd_update"
+                        and st.c.a[0] == <void*>lo
+                        and st.c.n[0] * (4 if st.c.dtype == F32 else 8) == hi - lo):
+                    i = k
+                else:
+                    j = -2  # something else uses the buffer
+                    break
+            if j < 0 or i < 0:
+                continue
+            st = &self.rec.steps[j]
+            isz = 4 if st.c.dtype == F32 else 8
+            M, N, K = st.c.n[0], st.c.n[1], st.c.n[2]
+            alo = <char*>st.c.a[0]
+            ahi = alo + M * K * isz
+            blo = <char*>st.c.a[1]
+            bhi = blo + K * N * isz
+            if (_in(self.rec.steps[i].c.out, alo, ahi) or _in(self.rec.steps[i].c.out, blo, bhi)):
+                continue
+            for k in range(j + 1, i):  # the gemm's operands must not change before i
+                if (self.rec.steps[k].k == NULL or _in(self.rec.steps[k].c.out, alo, ahi)
+                        or _in(self.rec.steps[k].c.out, blo, bhi)):
+                    break
+            else:
+                self.rec.steps[i].c.a[0] = st.c.a[0]
+                self.rec.steps[i].c.a[1] = st.c.a[1]
+                for k in range(5):
+                    self.rec.steps[i].c.n[k] = st.c.n[k]
+                self.rec.steps[i].c.s[1] = -self.rec.steps[i].c.s[0]
+                self.rec.steps[i].k = &K_GEMM_SGD
+                for k in range(j, n - 1):
+                    self.rec.steps[k] = self.rec.steps[k + 1]
+                self.rec.n -= 1
+                fused += 1
+        return fused
 
     # ------------------------------------------------------------------ replay
     def run(self):
