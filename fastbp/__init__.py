@@ -72,6 +72,8 @@ from .tensor import (  # noqa: E402
     tensor_sum,
 )
 
+from . import random  # noqa: E402
+from .random import Generator, manual_seed  # noqa: E402
 from . import nn  # noqa: E402
 from .serialization import CheckpointError, load, save  # noqa: E402
 from .draw import draw  # noqa: E402  (after the line above: fastbp.draw is the function)
@@ -106,6 +108,9 @@ __all__ = [
     "sigmoid",
     "relu",
     "dropout",
+    "Generator",
+    "manual_seed",
+    "random",
     "embedding",
     "cross_entropy",
     "binary_cross_entropy_with_logits",

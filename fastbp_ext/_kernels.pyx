@@ -15,6 +15,7 @@ vectorised loops of ``_simd*.h``:
 ``_embedding``      embedding window gather, row scatter-add, coalescing
 ``_losses``         fused softmax cross-entropy, sigmoid binary cross-entropy
 ``_optim``          in-place SGD and Adam, dense and row-sparse
+``_random``         dropout drawn from the counter-based generator in the kernel
 ==================  ==========================================================
 
 Every kernel has two layers: a C-level ``nogil`` entry point reading a ``Call`` record
@@ -41,7 +42,7 @@ from fastbp_ext._common import (  # noqa: F401
     BOUNDSCHECK, LIBMVEC, UnsupportedBroadcast)
 
 _KINDS = ("_linalg", "_activations", "_elementwise", "_reductions", "_indexing",
-          "_embedding", "_losses", "_optim")
+          "_embedding", "_losses", "_optim", "_random")
 for _kind in _KINDS:
     _mod = _importlib.import_module("fastbp_ext." + _kind)
     globals().update({_name: getattr(_mod, _name) for _name in _mod.__all__})

@@ -680,6 +680,26 @@ CASES.update({
     "scale_by": cases_ew_scale_by,
 })
 
+
+# --- counter-based generator (fastbp.Generator): masks drawn inside the kernel ----------
+def _gen_state(counter):
+    return np.array([0x0123456789ABCDEF, counter], np.uint64)
+
+
+def cases_dropout_mask_gen(dt, rng):
+    return [(f"{shape}-p{p}-c{c}", (_gen_state(c), shape, p, np.dtype(dt)), {})
+            for shape in [(), (0,), (1,), (5,), (40, 31)] for p in (0.0, 0.3, 0.9)
+            for c in (0, 2**64 - 2)]  # the counter wraps around modulo 2**64
+
+
+def cases_dropout_forward(dt, rng):
+    return [(f"{shape}-p{p}", (_special(shape, dt, rng), _gen_state(7), p), {})
+            for shape in [(), (0,), (3,), (2, 3, 4), (300, 201)] for p in (0.0, 0.5, 0.95)]
+
+
+CASES.update({"dropout_mask_gen": cases_dropout_mask_gen,
+              "dropout_forward": cases_dropout_forward})
+
 def _params():
     out = []
     for op in sorted(CASES):

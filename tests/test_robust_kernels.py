@@ -566,6 +566,30 @@ CASES.update({
     "backprop_sqrt": case_ew_backprop_unary("sqrt"),
     "backprop_power": case_ew_backprop_unary("power"), "scale_by": case_ew_scale_by,
 })
+
+
+# --- counter-based generator: the state (2,) uint64 [key, counter] is written in place
+def _gen_state(draw):
+    return np.array([draw(st.integers(0, 2**64 - 1)), draw(st.integers(0, 2**64 - 1))],
+                    np.uint64)
+
+
+def case_dropout_forward(draw, dt, rng):
+    shape = any_shape(draw)
+    rate = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))
+    return [np.asarray(rng.standard_normal(shape), dt), _gen_state(draw), rate], [1]
+
+
+def case_dropout_mask_gen(draw, dt, rng):
+    shape = any_shape(draw)
+    rate = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))
+    return [_gen_state(draw), shape, rate, np.dtype(dt)], [0]
+
+
+CASES.update({"dropout_forward": case_dropout_forward,
+              "dropout_mask_gen": case_dropout_mask_gen})
+# ops whose in-place argument is a generator state, not a returned out array
+_RETURNS_NEW = ("scatter_add_rows", "dropout_forward", "dropout_mask_gen")
 # the broadcast-generalised ops, on the new patterns too (the old cases stay in the draw)
 for _op in ("add", "sub", "mul"):
     CASES[_op] = (lambda old, new: lambda draw, dt, rng: (
@@ -608,7 +632,7 @@ def test_kernel_matches_reference_for_any_layout(op, data):
         assert_close(got, ref, dtype, op)
     for i in inplace:  # in-place results (out, parameters, optimiser state)
         assert_close(cy_args[i], ref_args[i], dtype, f"{op}: argument {i} after the call")
-    if inplace and ref is not None and args[inplace[0]] is not None and op != "scatter_add_rows":
+    if inplace and ref is not None and args[inplace[0]] is not None and op not in _RETURNS_NEW:
         assert got is cy_args[inplace[0]]  # the out array is returned, no copy
     for i, orig in originals.items():  # inputs are never written
         np.testing.assert_array_equal(cy_args[i], orig, err_msg=f"{op}: input {i} modified")
@@ -695,6 +719,10 @@ def sample_calls(dt=np.float64):
         "backprop_sqrt": ([f(2, 3), np.abs(f(2, 3)) + 1, np.zeros((2, 3), dt), 1.0], 2),
         "backprop_power": ([f(2, 3), np.abs(f(2, 3)) + 1, 2.5, np.zeros((2, 3), dt), 1.0], 3),
         "scale_by": ([f(2, 3), f(1), np.zeros((2, 3), dt), 1.0], 2),
+
+        # --- counter-based generator: the state is the written array
+        "dropout_forward": ([f(2, 3), np.array([5, 9], np.uint64), 0.5], 1),
+        "dropout_mask_gen": ([np.array([5, 9], np.uint64), (2, 3), 0.5, dt], 0),
     }
 
 
@@ -812,7 +840,7 @@ def test_written_arrays_must_be_c_contiguous_native_writeable(op, kind):
 @pytest.mark.parametrize("op", sorted(n for n, (a, w) in sample_calls().items()
                                       if w is not None and isinstance(a[-1], float)
                                       and n not in ("sgd_update", "sgd_update_rows",
-                                                    "scatter_add_rows")))
+                                                    "scatter_add_rows", "dropout_forward")))
 @pytest.mark.parametrize("beta", [0.5, 2.0, -1.0, float("nan"), float("inf")])
 def test_beta_must_be_zero_or_one(op, beta):
     args, w = sample_calls()[op]

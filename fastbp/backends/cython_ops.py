@@ -9,10 +9,12 @@ directly, and never upcast silently: mixing float32 and float64 raises TypeError
 
 What stays in numpy, and why:
 
-* ``dropout_mask``: the uniform draws come from the caller's numpy ``Generator``
-  (``rng.random``) so that a seeded run gives the same mask on both backends and the
-  bit stream stays numpy's; the threshold/cast/scale that follows is one fused kernel
-  pass (numpy needs three passes and two temporaries).
+* ``dropout_mask`` (the numpy-Generator path of ``fb.dropout``): the uniform draws come
+  from the caller's numpy ``Generator`` (``rng.random``) so that a seeded run gives the
+  same mask on both backends and the bit stream stays numpy's; the threshold/cast/scale
+  that follows is one fused kernel pass (numpy needs three passes and two temporaries).
+  ``dropout_forward`` / ``dropout_mask_gen`` (the ``fastbp.Generator`` path) draw inside
+  the kernel.
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ class CythonOps(NumpyOps):
         """Inverted-dropout mask: numpy's uniform draws (same stream as the reference),
         then one fused threshold-and-scale kernel pass."""
         return _k.dropout_mask_from_uniform(rng.random(shape), rate, dtype)
+
+    # counter-based generator (fastbp.Generator): drawn inside the kernel, bitwise the
+    # reference's numpy uint64 arithmetic
+    dropout_forward = staticmethod(_k.dropout_forward)
+    dropout_mask_gen = staticmethod(_k.dropout_mask_gen)
 
     # ------------------------------------------------------------------ embedding
     embedding = staticmethod(_k.embedding)

@@ -27,7 +27,58 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 
-__all__ = ["NumpyOps"]
+__all__ = ["NumpyOps", "counter_words"]
+
+
+# ---------------------------------------------------------------- counter-based draws
+# The stream of fastbp.Generator (fastbp_ext/_random.h): word j of a generator at
+# [key, counter] is splitmix64 seeded with key at position counter + j. numpy's uint64
+# arithmetic wraps modulo 2**64 exactly as C's does, so this is bitwise the kernel's.
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def counter_words(key, counter, n):
+    """The ``n`` 64-bit words at positions ``counter, counter + 1, ...`` of the stream
+    of ``key`` (a uint64 array; the state is not advanced)."""
+    z = np.arange(n, dtype=np.uint64)
+    z += np.uint64(counter)
+    z *= _GAMMA
+    z += np.uint64(key)
+    z ^= z >> np.uint64(30)
+    z *= _MIX1
+    z ^= z >> np.uint64(27)
+    z *= _MIX2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def _check_state(state):
+    if not isinstance(state, np.ndarray) or state.dtype.kind != "u" or state.itemsize != 8:
+        raise TypeError("generator state must be a uint64 array, got "
+                        f"{getattr(state, 'dtype', type(state).__name__)}")
+    if state.shape != (2,):
+        raise ValueError(f"generator state must have shape (2,) ([key, counter]), got {state.shape}")
+    if not state.flags.writeable:
+        raise ValueError("generator state is read-only (the kernel advances its counter)")
+
+
+def _keep(state, n, rate):
+    """The keep decisions of ``n`` elements (element k: the low / high 32 bits of word
+    k // 2 for k even / odd, kept when >= ceil(rate * 2**32)); advances the counter by
+    ceil(n / 2)."""
+    _check_state(state)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    key, counter = int(state[0]), int(state[1])
+    words = (n + 1) // 2
+    state[1] = (counter + words) % 2**64
+    w = counter_words(key, counter, words)
+    halves = np.empty(2 * words, np.uint64)
+    halves[0::2] = w & np.uint64(0xFFFFFFFF)
+    halves[1::2] = w >> np.uint64(32)
+    return halves[:n] >= np.uint64(math.ceil(rate * 4294967296.0))
 
 
 def _check_act(act):
@@ -208,6 +259,27 @@ class NumpyOps:
         """Inverted-dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
         keep = rng.random(shape) >= rate
         return keep.astype(dtype) * dtype.type(1.0 / (1.0 - rate))
+
+    def dropout_mask_gen(self, state, shape, rate, dtype):
+        """Inverted-dropout mask of ``shape`` drawn from the counter-based generator
+        ``state`` ((2,) uint64 ``[key, counter]``, advanced by ``ceil(size / 2)``):
+        0 with probability ``rate``, else ``1 / (1 - rate)``."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"mask dtype must be float32 or float64, got {dtype}")
+        shape = tuple(shape) if np.iterable(shape) else (operator.index(shape),)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"negative dimensions are not allowed, got shape {shape}")
+        n = math.prod(shape)
+        keep = _keep(state, n, rate)
+        return (keep.astype(dtype) * dtype.type(1.0 / (1.0 - rate))).reshape(shape)
+
+    def dropout_forward(self, X, state, rate):
+        """Inverted dropout in one call: ``(X * mask, mask)`` with the mask of
+        :meth:`dropout_mask_gen` for ``X``'s shape and dtype."""
+        mask = self.dropout_mask_gen(state, X.shape, rate, X.dtype)
+        with np.errstate(invalid="ignore"):  # inf * 0 = nan, silently, as in the kernel
+            return X * mask, mask
 
     _ACTS = ("identity", "tanh", "sigmoid", "relu")
 

@@ -132,7 +132,11 @@ class _WindowBase(nn.Module):
         self.hidden_layer.weight.data[...] = glorot_uniform(rng, fan_in, H, self.dtype).T
         self.hidden_layer.bias.data[...] = 0
         self.act = _ACT_MODULE[activation]()
-        self.drop = nn.Dropout(dropout, rng=rng)
+        # the dropout generator is seeded from a child of the init stream's seed sequence:
+        # no draw is taken from rng, so the initial weights do not depend on it
+        seq = getattr(rng.bit_generator, "seed_seq", None)
+        self.drop = nn.Dropout(dropout, rng=seq.spawn(1)[0] if isinstance(
+            seq, np.random.SeedSequence) else rng)
 
     # ------------------------------------------------------------------ the lecture's names
     @property
@@ -219,8 +223,9 @@ class WindowClassifier(_WindowBase):
         Dropout probability on the hidden layer during training.
     dtype : "float32" or "float64"
     rng : numpy.random.Generator
-        Source of the initial weights (seed it for reproducibility); also the default
-        source of dropout masks when :meth:`forward` gets no ``rng``.
+        Source of the initial weights (seed it for reproducibility); the default source
+        of dropout masks when :meth:`forward` gets no ``rng`` (``drop.rng``, a
+        :class:`fastbp.Generator`) is seeded from a child of its seed sequence.
     embeddings : array (n_rows, d), optional
         Initial embedding table (e.g. pretrained GloVe rows plus random casing rows).
     """
@@ -265,7 +270,8 @@ class WindowClassifier(_WindowBase):
         Dropout is applied when ``train`` is True, or when it is None (the default) and the
         module is in training mode (:meth:`~fastbp.nn.Module.train`, the default;
         :meth:`~fastbp.nn.Module.eval` turns it off); ``rng`` gives the masks (default:
-        the model's generator). :meth:`predict` and friends always run without dropout."""
+        the model's generator; a :class:`fastbp.Generator` or a numpy Generator, see
+        :func:`fastbp.dropout`). :meth:`predict` and friends always run without dropout."""
         ids = self._check_ids(ids)
         h = self._hidden(ids, train, rng)
         return self.output_layer(h)

@@ -3,8 +3,10 @@
 :func:`train` runs shuffled mini-batch SGD or Adam, evaluates entity-level F1 on dev after
 every epoch, keeps (and, given an output directory, checkpoints) the best epoch, and
 restores its weights at the end. Everything random (initialisation is the caller's;
-shuffling and dropout here) comes from seeded :class:`numpy.random.Generator` streams, so
-the same seed, data, backend and thread count give identical weights.
+shuffling and dropout here) comes from streams seeded by ``seed`` (shuffling: a
+:class:`numpy.random.Generator`; dropout masks: a :class:`fastbp.Generator` drawn from
+inside the dropout kernel), so the same seed, data, backend and thread count give
+identical weights.
 """
 
 from __future__ import annotations
@@ -289,6 +291,7 @@ def train(
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
     shuffle_rng, dropout_rng = seed_streams(seed, 2)
+    dropout_rng = fb.Generator(dropout_rng)  # masks drawn in the kernel (fb.compile-able)
 
     X, Y = train_data.ids, train_data.y
     N = X.shape[0]

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .. import activations as _act
+from .. import random as _random
 from ..embedding import embedding as _embedding
 from ..linalg import linear as _linear
 from ..tensor import Parameter, Tensor
@@ -175,8 +176,13 @@ class Dropout(Module):
     ----------
     p : float
         Drop probability, in ``[0, 1)``.
-    rng : int, numpy.random.Generator or None
-        Source of the masks; an int seeds it (reproducible training).
+    rng : fastbp.Generator, int, numpy.random.SeedSequence, numpy.random.Generator or None
+        Source of the masks. A :class:`fastbp.Generator` is used as it is (shared with
+        whoever else holds it); an int, a seed sequence or a numpy Generator seeds a new
+        one (``fastbp.Generator(rng)``: reproducible training; a numpy Generator gives
+        up one 64-bit draw); None draws from the default generator
+        (:func:`fastbp.manual_seed`), as ``torch.nn.Dropout`` does. The masks are drawn
+        inside the dropout kernel, so the layer works inside ``fb.compile``.
     """
 
     def __init__(self, p=0.5, rng=None):
@@ -185,7 +191,8 @@ class Dropout(Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
-        self.rng = init.as_rng(rng)
+        self.rng = rng if rng is None or isinstance(rng, _random.Generator) else (
+            _random.Generator(rng))
 
     def forward(self, x, rng=None):
         """Apply dropout to ``x``; ``rng`` overrides the module's generator for this call."""
