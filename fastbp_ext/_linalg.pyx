@@ -12,7 +12,7 @@ from scipy.linalg.cython_blas cimport sdot, ddot
 
 from fastbp_ext._common cimport (
     floating, Call, Kernel, run, launch, call_dtype, active_recording, record,
-    dim, same_shape, shape_of, ftype, same_type, contig, out_like, no_overlap,
+    dim, good, same_shape, shape_of, ftype, same_type, contig, out_like, no_overlap,
     same_or_apart, check_beta, blas_dim, put,
 )
 from fastbp_ext._blas cimport gemm_rm, gemv_rm, ger_rm, outer_write
@@ -90,13 +90,16 @@ cdef int k_scale(floating* out, Call* c) noexcept nogil:
 
 
 cdef int k_linear(floating* out, Call* c) noexcept nogil:
-    # a: X, W, b (or NULL); n: n, k, m
+    # a: X, W, b (or NULL); n: n, k, m, trans_w
+    # out = X op(W) + b: the rows of out filled with b, then one gemm with beta = 1 (or
+    # beta = 0 and no fill without a bias). op(W) = W.T when trans_w: W is then stored
+    # (m, k), the (out, in) layout, and BLAS reads it transposed (no copy).
     cdef floating one = 1, zero = 0
     cdef floating* b = <floating*>c.a[2]
     if b != NULL:
         fill_rows(c.n[0], c.n[2], b, out)
-    gemm_rm(False, False, <int>c.n[0], <int>c.n[2], <int>c.n[1], one, <floating*>c.a[0],
-            <floating*>c.a[1], one if b != NULL else zero, out)
+    gemm_rm(False, <bint>c.n[3], <int>c.n[0], <int>c.n[2], <int>c.n[1], one,
+            <floating*>c.a[0], <floating*>c.a[1], one if b != NULL else zero, out)
     return 0
 
 
@@ -368,20 +371,26 @@ def scale(cnp.ndarray X not None, double alpha, cnp.ndarray out=None, double bet
 
 
 def linear(cnp.ndarray X not None, cnp.ndarray W not None, cnp.ndarray b=None,
-           cnp.ndarray out=None):
-    """Fused affine map ``out = X @ W + b``: fill the rows of ``out`` with ``b``, then one
-    ``gemm`` with ``beta = 1`` (``beta = 0`` and no fill when ``b`` is None).
+           cnp.ndarray out=None, bint trans_w=False):
+    """Fused affine map ``out = X @ op(W) + b``: fill the rows of ``out`` with ``b``, then
+    one ``gemm`` with ``beta = 1`` (``beta = 0`` and no fill when ``b`` is None), both in
+    the kernel.
 
     Parameters
     ----------
     X : ndarray
         (n, k) inputs.
     W : ndarray
-        (k, m) weights.
+        (k, m) weights, or (m, k) when ``trans_w`` (the (out, in) layout of
+        ``nn.Linear`` and PyTorch; ``op(W) = W.T``, read transposed by BLAS, never
+        copied). A transposed view of a C-contiguous array is used without a copy too
+        (the other transposition flag on its data); other non-contiguous ``W`` are copied.
     b : ndarray or None
         (m,) bias.
     out : ndarray, optional
         (n, m) destination, not sharing memory with the inputs.
+    trans_w : bool
+        Take ``W`` as (m, k) and compute ``X @ W.T + b``.
 
     Returns
     -------
@@ -393,20 +402,29 @@ def linear(cnp.ndarray X not None, cnp.ndarray W not None, cnp.ndarray b=None,
     TypeError
         Non-float or mixed dtypes.
     ValueError
-        Misaligned shapes, a bad ``out``.
+        Misaligned shapes (naming both, and the layout), a bad ``out``.
     """
     cdef int t = ftype(X, "X")
     same_type(W, t, "W", X, "X")
     if b is not None:
         same_type(b, t, "b", X, "X")
-    if cnp.PyArray_NDIM(X) != 2 or cnp.PyArray_NDIM(W) != 2 or dim(X, 1) != dim(W, 0):
-        raise ValueError(f"linear: shapes {shape_of(X)} and {shape_of(W)} are not aligned")
-    cdef Py_ssize_t n = dim(X, 0), k = dim(X, 1), m = dim(W, 1)
+    cdef Py_ssize_t kw = 1 if trans_w else 0
+    if cnp.PyArray_NDIM(X) != 2 or cnp.PyArray_NDIM(W) != 2 or dim(X, 1) != dim(W, kw):
+        raise ValueError(f"linear: shapes {shape_of(X)} and {shape_of(W)}"
+                         f"{' (out, in)' if trans_w else ''} are not aligned")
+    cdef Py_ssize_t n = dim(X, 0), k = dim(X, 1), m = dim(W, 1 - kw)
     if b is not None and (cnp.PyArray_NDIM(b) != 1 or dim(b, 0) != m):
         raise ValueError(f"linear: bias of shape {shape_of(b)} for an output of width {m}")
     blas_dim(n); blas_dim(k); blas_dim(m)
     X = contig(X)
-    W = contig(W)
+    cdef bint trans = trans_w
+    if not good(W) and good(W.T):
+        # W is the transpose of a C-contiguous array: use that array's data with the
+        # other transposition (W.T is a view, no copy).
+        W = W.T
+        trans = not trans
+    else:
+        W = contig(W)
     cdef cnp.npy_intp dims[2]
     dims[0] = n
     dims[1] = m
@@ -426,5 +444,6 @@ def linear(cnp.ndarray X not None, cnp.ndarray W not None, cnp.ndarray b=None,
     c.n[0] = n
     c.n[1] = k
     c.n[2] = m
+    c.n[3] = trans
     launch(&K_LINEAR, &c)
     return out

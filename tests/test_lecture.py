@@ -2,7 +2,8 @@
 on both backends: the computation-graph slide ``f = (x + y) * max(y, z)``, the window
 classifier's probability ``J = sigmoid(u^T tanh(Wx + b))`` written by hand with ``exp``
 and ``/``, the "Implementation" slide's ``MultiplyGate`` node type as a custom node, and
-the Jacobian identities checked with ``fb.jacobian``."""
+the Jacobian identities checked with ``fb.jacobian``. (The README's code blocks, including
+its walkthrough of the lecture, are run by ``test_readme.py``.)"""
 
 import numpy as np
 import pytest
@@ -217,25 +218,3 @@ def test_chain_rule_multiplies_jacobians(backend):
     delta = u.data * (1 - np.tanh(z) ** 2)
     np.testing.assert_allclose(ds_dW, np.outer(delta, x.data), rtol=1e-12, atol=1e-15)
     assert W.grad is None and x.grad is None  # jacobian leaves the tensors' grads alone
-
-
-# ---------------------------------------------------------------------- README
-def _readme_examples():
-    """The (code, printed output) pairs of the README's general-engine section: each
-    ```python block followed by a ```text block."""
-    import re
-    from pathlib import Path
-
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    section = text.split("## The general engine", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```\n\n```text\n(.*?)```", section, re.S)
-
-
-@pytest.mark.parametrize("i", range(3))
-def test_readme_general_engine_examples_print_what_they_say(backend, i, capsys):
-    examples = _readme_examples()
-    assert len(examples) == 3
-    code, expected = examples[i]
-    exec(compile(code, f"README example {i}", "exec"), {"__name__": "readme"})
-    assert capsys.readouterr().out == expected

@@ -51,31 +51,9 @@ class CythonOps(NumpyOps):
     dot = staticmethod(_k.dot)
     scale = staticmethod(_k.scale)
 
-    def linear(self, X, W, b=None, out=None, trans_w=False):
-        """Fused affine map ``X @ W + b`` (one kernel); ``trans_w=True`` takes ``W`` as
-        (m, k), the (out, in) layout of ``nn.Linear``, and computes ``X @ W.T + b``."""
-        if not trans_w:
-            return _k.linear(X, W, b, out)
-        # TODO(lead): kernel trans_w -- until _k.linear has the flag, the same two steps
-        # as the fused kernel (rows of out filled with b, then one gemm with beta = 1 on
-        # the transposed operand: no copy of W) through the existing kernels.
-        if b is not None and b.dtype != X.dtype:
-            raise TypeError(f"linear: b has dtype {b.dtype} but X has dtype {X.dtype}; "
-                            "fastbp never upcasts silently")
-        if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[1]:
-            raise ValueError(f"linear: shapes {X.shape} and {W.shape} (out, in) are not "
-                             "aligned")
-        m = W.shape[0]
-        if b is not None and b.shape != (m,):
-            raise ValueError(f"linear: bias of shape {b.shape} for an output of width {m}")
-        if out is None:
-            import numpy as np
-
-            out = np.empty((X.shape[0], m), X.dtype)
-        if b is None:
-            return _k.gemm(X, W, out, False, True, 0.0)
-        out[...] = b
-        return _k.gemm(X, W, out, False, True, 1.0)
+    # Fused affine map X @ W + b, or X @ W.T + b with trans_w=True (W in the (out, in)
+    # layout of nn.Linear): bias rows and one gemm on the transposed operand, one kernel.
+    linear = staticmethod(_k.linear)
 
     # ------------------------------------------------------------------ elementwise
     add_bias = staticmethod(_k.add_bias)

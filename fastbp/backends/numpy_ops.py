@@ -301,7 +301,21 @@ class NumpyOps:
         """Fused affine map ``out = X @ W + b`` for ``X`` (n, k), ``W`` (k, m), ``b`` (m,).
 
         With ``trans_w=True``, ``W`` is stored (m, k) (``nn.Linear``'s and PyTorch's
-        (out, in) layout) and ``out = X @ W.T + b``; the transpose is a view, never a copy."""
+        (out, in) layout) and ``out = X @ W.T + b``; the transpose is a view, never a copy.
+
+        Raises TypeError for mixed dtypes and ValueError naming the shapes when they are
+        not aligned, as the kernel does."""
+        for name, a in (("W", W), ("b", b)):
+            if a is not None and a.dtype != X.dtype:
+                raise TypeError(f"linear: {name} has dtype {a.dtype} but X has dtype "
+                                f"{X.dtype}; fastbp never upcasts silently")
+        kw = 1 if trans_w else 0
+        if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[kw]:
+            raise ValueError(f"linear: shapes {X.shape} and {W.shape}"
+                             f"{' (out, in)' if trans_w else ''} are not aligned")
+        m = W.shape[1 - kw]
+        if b is not None and b.shape != (m,):
+            raise ValueError(f"linear: bias of shape {b.shape} for an output of width {m}")
         Y = X @ (W.T if trans_w else W)
         if b is not None:
             Y += b
