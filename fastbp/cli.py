@@ -264,7 +264,8 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
     result = train(model, train_data, dev_data, labels, epochs=args.epochs,
                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                    seed=args.seed, out_dir=out_dir, featurizer=featurizer, save_info=info,
-                   quiet=quiet)
+                   quiet=quiet,
+                   compile=not args.no_compile and fb.get_backend() == "cython")
     ev = None
     if dev_data is not None and result.history:
         ev = evaluate(model, dev_data, labels)
@@ -547,6 +548,9 @@ def _add_training(p, *, defaults):
                    help="learning rate (default %(default)s)")
     p.add_argument("--seed", type=_nonneg_int, default=0,
                    help="random seed for init, shuffling and dropout (default %(default)s)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="run every training step eagerly instead of replaying a compiled "
+                        "step plan (fb.compile; same results)")
     p.add_argument("--no-casing", action="store_true",
                    help="do not add the casing feature of each window word")
     p.add_argument("--embed-dim", type=_pos_int, default=50,

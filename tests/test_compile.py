@@ -320,3 +320,59 @@ def test_parameter_data_rebound_retraces():
     W.data = np.full((2, 2), 2.0)
     assert f(x).item() == 8.0
     assert f.traces == 2
+
+
+def test_dropout_draws_a_fresh_mask_on_every_replayed_call():
+    def make():
+        g = fb.Generator(5)
+
+        def f(x):
+            return fb.dropout(fb.Tensor(x), 0.5, True, g)
+
+        return f
+
+    eager, step = make(), fb.compile(make())
+    x = np.ones((4, 64), np.float32)
+    outs = []
+    for _ in range(4):
+        a, b = eager(x), step(x)
+        np.testing.assert_array_equal(b.data, a.data)  # the same stream as eagerly
+        outs.append(b.data)
+    assert step.traces == 1
+    assert all(not np.array_equal(outs[i], outs[j]) for i in range(4) for j in range(i))
+
+
+# ---------------------------------------------------------------------- fastbp train
+@pytest.fixture(scope="module")
+def corpus():
+    from fastbp.ner.synthetic import generate_corpus
+    from fastbp.ner.train import make_dataset
+    from fastbp.ner.vocab import LabelSet, Vocab
+    from fastbp.ner.windows import WindowFeaturizer
+
+    train_s, dev_s = generate_corpus(n_train=300, n_dev=60, seed=3)
+    labels = LabelSet.from_sentences(train_s + dev_s)
+    fz = WindowFeaturizer(Vocab.build(train_s), window=1, casing=True)
+    return make_dataset(train_s, fz, labels), make_dataset(dev_s, fz, labels), fz, labels
+
+
+@pytest.mark.parametrize("kind", ["window", "binary"])
+def test_training_compiled_equals_eager(corpus, kind):
+    from fastbp.ner.model import BinaryWindowClassifier, WindowClassifier
+    from fastbp.ner.train import seed_streams, train
+
+    tr, dev, fz, labels = corpus
+    models = []
+    for compiled in (False, True):
+        kw = dict(embed_dim=16, hidden=32, activation="relu", dropout=0.3,
+                  rng=seed_streams(0, 3)[2])
+        m = (WindowClassifier(fz.n_rows, fz.width, len(labels), **kw) if kind == "window"
+             else BinaryWindowClassifier(fz.n_rows, fz.width, positive=1, **kw))
+        res = train(m, tr, dev, labels, epochs=2, batch_size=64, quiet=True,
+                    compile=compiled)
+        models.append((m, res))
+    (me, re_), (mc, rc) = models
+    for (name, a), (_, b) in zip(me.named_parameters(), mc.named_parameters()):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-4, atol=1e-5, err_msg=name)
+    for he, hc in zip(re_.history, rc.history):
+        assert hc["train_loss"] == pytest.approx(he["train_loss"], rel=1e-5)

@@ -346,8 +346,11 @@ class BinaryWindowClassifier(_WindowBase):
         return h @ self.u
 
     def loss(self, ids, y, rng=None):
-        """Mean binary cross-entropy; ``y`` are class ids (converted with :meth:`targets`)."""
-        return fb.binary_cross_entropy_with_logits(self.forward(ids, True, rng), self.targets(y))
+        """Mean binary cross-entropy; ``y`` are class ids (converted with :meth:`targets`)
+        or, as a float array of the model's dtype, the 0/1 targets themselves."""
+        y = np.asarray(y)
+        t = y if y.dtype == self.dtype else self.targets(y)
+        return fb.binary_cross_entropy_with_logits(self.forward(ids, True, rng), t)
 
     def predict_scores(self, ids, batch_size=8192):
         ids = self._check_ids(ids)

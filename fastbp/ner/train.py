@@ -223,6 +223,28 @@ def _progress(total, desc, quiet):
                 mininterval=0.2)
 
 
+def make_step(model, opt, dropout_rng, compiled=True):
+    """One training step ``step(ids, y) -> loss`` (zero_grad, forward, backward, update),
+    compiled with :func:`fastbp.compile` unless ``compiled`` is False. The binary model's
+    0/1 targets are computed from ``y`` outside the compiled function (numpy code inside
+    it would be frozen at trace time)."""
+    binary = getattr(model, "kind", "") == "binary"
+
+    def eager(ids, y):
+        opt.zero_grad()
+        loss = model.loss(ids, y, dropout_rng)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if not compiled:
+        return eager
+    plan = fb.compile(eager)
+    if binary:
+        return lambda ids, y: plan(ids, model.targets(y))
+    return plan
+
+
 def train(
     model,
     train_data,
@@ -240,6 +262,7 @@ def train(
     quiet=False,
     log=None,
     eval_batch_size=8192,
+    compile=True,  # noqa: A002 - the option's name, as fb.compile
 ):
     """Train ``model`` on ``train_data`` (a :class:`Dataset`).
 
@@ -265,6 +288,10 @@ def train(
         No progress bar and no per-epoch log lines.
     log : callable, optional
         Receives one line per epoch (default: print to stderr unless quiet).
+    compile : bool
+        Run each batch as a compiled step (:func:`fastbp.compile`: traced once per batch
+        size, then replayed without Python between kernels); False runs it eagerly. Both
+        give the same model for the same seed (to float rounding).
 
     Returns
     -------
@@ -292,6 +319,7 @@ def train(
     opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
     shuffle_rng, dropout_rng = seed_streams(seed, 2)
     dropout_rng = fb.Generator(dropout_rng)  # masks drawn in the kernel (fb.compile-able)
+    step = make_step(model, opt, dropout_rng, compile)
 
     X, Y = train_data.ids, train_data.y
     N = X.shape[0]
@@ -314,10 +342,7 @@ def train(
                     idx = perm[s:s + batch_size]
                     xb = X[idx]
                     yb = Y[idx]
-                    opt.zero_grad()
-                    loss = model.loss(xb, yb, dropout_rng)
-                    loss.backward()
-                    opt.step()
+                    loss = step(xb, yb)
                     n = idx.shape[0]
                     lv = loss.item()
                     loss_sum += lv * n
