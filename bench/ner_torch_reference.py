@@ -61,8 +61,9 @@ def _args(argv=None):
     p.add_argument("--compare", action="store_true",
                    help="also time fastbp (cython and numpy backends), alternating")
     p.add_argument("-r", "--repeats", type=int, default=1, help="runs per implementation")
-    p.add_argument("--impls", default="cython,numpy,torch",
-                   help="implementations for --compare (comma separated)")
+    p.add_argument("--impls", default="cython,eager,numpy,torch",
+                   help="implementations for --compare (comma separated): cython (compiled "
+                        "steps), eager (cython backend, --no-compile), numpy, torch")
     return p.parse_args(argv)
 
 
@@ -172,6 +173,10 @@ def run_torch(a):
 
 
 def _fastbp_cmd(a, backend, out_dir):
+    """``python -m fastbp train`` for impl ``backend``: "cython" (compiled steps, the
+    default), "eager" (cython backend, --no-compile) or "numpy"."""
+    eager = backend == "eager"
+    backend = "cython" if eager else backend
     d = a.data
     return [sys.executable, "-m", "fastbp", "train", "--train", str(d / "train.conll"),
             "--dev", str(d / "dev.conll"), "--vectors", str(d / "glove.6B.50d.conll-vocab.txt"),
@@ -179,7 +184,8 @@ def _fastbp_cmd(a, backend, out_dir):
             "--dropout", str(a.dropout), "--epochs", str(a.epochs), "--batch-size",
             str(a.batch_size), "--optimizer", "adam", "--lr", str(a.lr), "--seed", str(a.seed),
             "--backend", backend, "--quiet", "--out", str(out_dir)] + (
-                ["--threads", str(a.threads)] if a.threads else [])
+                ["--threads", str(a.threads)] if a.threads else []) + (
+                ["--no-compile"] if eager else [])
 
 
 def _run_fastbp(a, backend):
