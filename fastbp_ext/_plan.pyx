@@ -22,9 +22,11 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastbp_ext._common cimport (
     floating, Call, Kernel, Step, Recording, run, record, set_recording, active_recording,
-    KERR_OK, KERR_NOMEM, KERR_INDEX, F32,
+    KERR_OK, KERR_NOMEM, KERR_INDEX, F32, threads_for, PAR_ARITH,
 )
-from fastbp_ext._blas cimport gemm_rm, ger_rm
+from fastbp_ext._simd cimport fastbp_rank1_f, fastbp_rank1_d
+from cython.parallel cimport prange
+from fastbp_ext._blas cimport gemm_rm
 
 cnp.import_array()
 
@@ -69,11 +71,33 @@ cdef int k_gemm_sgd(floating* out, Call* c) noexcept nogil:
     # batch of one) it is a rank-1 update: both operands are contiguous vectors.
     cdef floating alpha = <floating>c.s[1], one = 1
     if c.n[2] == 1:
-        ger_rm(<int>c.n[0], <int>c.n[1], alpha, <floating*>c.a[0], <floating*>c.a[1], out)
+        rank1(c.n[0], c.n[1], alpha, <floating*>c.a[0], <floating*>c.a[1], out)
     else:
         gemm_rm(<bint>c.n[3], <bint>c.n[4], <int>c.n[0], <int>c.n[1], <int>c.n[2], alpha,
                 <floating*>c.a[0], <floating*>c.a[1], one, out)
     return 0
+
+
+cdef void rank1(Py_ssize_t M, Py_ssize_t N, floating alpha, const floating* x,
+                const floating* y, floating* W) noexcept nogil:
+    """W (M, N) += alpha x y^T in one pass (rows split over the kernel threads when W is
+    large: see fastbp_ext._common.threads_for)."""
+    cdef int nt = threads_for(M * N * sizeof(floating), PAR_ARITH)
+    cdef Py_ssize_t t, chunk, lo, hi
+    if nt == 1 or M < nt:
+        if floating is float:
+            fastbp_rank1_f(0, M, N, alpha, x, y, W)
+        else:
+            fastbp_rank1_d(0, M, N, alpha, x, y, W)
+        return
+    chunk = (M + nt - 1) // nt
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        lo = t * chunk
+        hi = lo + chunk if lo + chunk < M else M
+        if floating is float:
+            fastbp_rank1_f(lo, hi, N, alpha, x, y, W)
+        else:
+            fastbp_rank1_d(lo, hi, N, alpha, x, y, W)
 
 
 cdef Kernel K_GEMM_SGD = Kernel(b"gemm_sgd", k_gemm_sgd[float], k_gemm_sgd[double])

@@ -61,4 +61,14 @@ FASTBP_CLONES static void NAME(Py_ssize_t M, Py_ssize_t N, const T *restrict x, 
         for (Py_ssize_t j = 0; j < N; j++) o[j] = xi * y[j]; } }
 FASTBP_OUTER(fastbp_outer_f, float)
 FASTBP_OUTER(fastbp_outer_d, double)
+/* rows [lo, hi) of W (M, N) += alpha x y^T, in place: the fused rank-1 weight update of a
+   compiled step at batch size 1 (one pass over W; BLAS ger wakes its thread pool) */
+#define FASTBP_RANK1(NAME, T) \
+FASTBP_CLONES static void NAME(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t N, T alpha, \
+                               const T *restrict x, const T *restrict y, T *restrict W) { \
+    for (Py_ssize_t i = lo; i < hi; i++) { const T a = alpha * x[i]; \
+        T *restrict w = W + i * N; \
+        for (Py_ssize_t j = 0; j < N; j++) w[j] = w[j] + a * y[j]; } }
+FASTBP_RANK1(fastbp_rank1_f, float)
+FASTBP_RANK1(fastbp_rank1_d, double)
 #endif /* FASTBP_SIMD_H */

@@ -9,6 +9,10 @@ cdef extern from "_simd.h" nogil:
     void fastbp_outer_f(Py_ssize_t M, Py_ssize_t N, const float* x, const float* y, float* out)
     void fastbp_outer_d(Py_ssize_t M, Py_ssize_t N, const double* x, const double* y,
                         double* out)
+    void fastbp_rank1_f(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t N, float alpha,
+                        const float* x, const float* y, float* W)
+    void fastbp_rank1_d(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t N, double alpha,
+                        const double* x, const double* y, double* W)
     void fastbp_vexp_f(const float* x, float* y, Py_ssize_t n)
     void fastbp_vexp_d(const double* x, double* y, Py_ssize_t n)
     void fastbp_vtanh_f(const float* x, float* y, Py_ssize_t n)
