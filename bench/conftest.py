@@ -104,10 +104,16 @@ def threads(pytestconfig):
 
 def require_impl(impl):
     """Skip the calling test when ``impl`` cannot run here."""
-    if impl == "fastbp-cython" and not CYTHON:
+    if impl in ("fastbp-cython", "fastbp-compiled") and not CYTHON:
         pytest.skip("fastbp's compiled kernels are not built")
+    if impl == "fastbp-compiled" and not hasattr(fb, "compile"):
+        from compiled_step import COMPILED_MISSING
+
+        pytest.skip(COMPILED_MISSING)
     if impl == "torch":
         pytest.importorskip("torch")
+    if impl == "jax":
+        pytest.importorskip("jax", reason='jax is not installed (pip install "jax[cpu]")')
 
 
 @pytest.fixture(scope="session")
@@ -128,8 +134,9 @@ def base_params():
 @pytest.fixture
 def make_step(base_params, threads):
     """``make_step(impl, config, B, dtype=float32)``: a set-up implementation, skipping
-    when it is unavailable. ``impl`` is one of fastbp.benchmark.IMPLEMENTATIONS or
-    ``"torch"``."""
+    when it is unavailable. ``impl`` is one of fastbp.benchmark.IMPLEMENTATIONS,
+    ``"fastbp-compiled"`` (``bench/compiled_step.py``), ``"torch"`` or ``"jax"``
+    (``bench/jax_step.py``)."""
 
     def make(impl, config, B, dtype=np.float32):
         require_impl(impl)
@@ -138,6 +145,14 @@ def make_step(base_params, threads):
             from torch_step import TorchStep
 
             return TorchStep(threads=threads).setup(config, B, dtype, params=params)
+        if impl == "jax":
+            from jax_step import JaxStep
+
+            return JaxStep(threads=threads).setup(config, B, dtype, params=params)
+        if impl == "fastbp-compiled":
+            from compiled_step import CompiledStep
+
+            return CompiledStep().setup(config, B, dtype, params=params)
         return bm.make_step(impl, config, B, dtype, params=params)
 
     return make

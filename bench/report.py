@@ -6,7 +6,19 @@
     python bench/report.py --workload mlp        # issue 7's generic-ops MLP, B=16 and 256
 
 Columns: pure numpy, fastbp (numpy backend), fastbp (cython backend), the ratio
-cython / pure numpy, and -- when torch is importable -- torch eager and cython / torch.
+cython / pure numpy; when ``fb.compile`` exists, fastbp compiled (``bench/compiled_step.py``)
+and compiled / pure numpy; when torch is importable, torch eager and cython / torch; when
+jax is importable, jax.jit (``bench/jax_step.py``: the whole step as one jitted function
+with donated parameters) and cython / jax (and compiled / jax). A column whose
+implementation cannot run here is left out, and a note under the table says why.
+
+The sgemm ceiling: a 2048x2048x2048 float32 matmul through numpy's BLAS (``np.matmul``
+with ``out``) and through the BLAS fastbp's kernels use (scipy's OpenBLAS, called by
+fastbp's ``gemm`` kernel), each in its own worker, before and after the grid (the best
+of the two is kept). The second table gives each cell's FLOP rate, ``6 * (w*d*H + H*C)``
+FLOPs per window (PERF.md), as a percentage of the ceiling of the BLAS the
+implementation uses (numpy's for pure numpy, fastbp numpy, torch and jax; scipy's for
+fastbp cython and compiled). ``--no-ceiling`` skips it.
 
 Workloads: ``window`` (default) is the PERF.md window-classifier step (configs lecture
 and large, windows/s); ``mlp`` is the two-layer MLP step of issue 7 written only with
@@ -64,13 +76,85 @@ def _import_fastbp():
         import fastbp  # noqa: F401
 
 
-IMPLS = ("pure-numpy", "fastbp-numpy", "fastbp-cython", "torch")
+IMPLS = ("pure-numpy", "fastbp-numpy", "fastbp-cython", "fastbp-compiled", "torch", "jax")
+CEILINGS = ("sgemm-numpy", "sgemm-scipy")  # pseudo-implementations: one sgemm per step
+SGEMM_N = 2048
 
 
 def torch_available():
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def jax_available():
+    import importlib.util
+
+    return importlib.util.find_spec("jax") is not None
+
+
+def unavailable(impl):
+    """Why ``impl`` cannot run here (None when it can)."""
+    if impl == "torch" and not torch_available():
+        return "torch is not installed (pip install torch==2.13.0)"
+    if impl == "jax" and not jax_available():
+        return 'jax is not installed (pip install "jax[cpu]")'
+    if impl == "fastbp-compiled":
+        import fastbp as fb
+
+        if not hasattr(fb, "compile"):
+            return ("this fastbp has no fb.compile (compiled step plans, issue 9, not "
+                    "merged yet)")
+    if impl in ("fastbp-cython", "fastbp-compiled"):
+        from fastbp import benchmark as bm
+
+        if not bm.cython_available():
+            return "fastbp's compiled kernels are not built"
+    return None
+
+
+def flops_per_window(config):
+    """PERF.md: ~6 * (w*d*H + H*C) FLOPs per window for a step."""
+    from fastbp import benchmark as bm
+
+    c = bm.CONFIGS[config]
+    return 6 * (c["w"] * c["d"] * c["H"] + c["H"] * c["C"])
+
+
+class SgemmStep:
+    """One ``SGEMM_N``^3 float32 matmul per :meth:`step`: numpy's BLAS (``np.matmul``
+    into a preallocated ``out``) or scipy's, the one fastbp's kernels call (through
+    fastbp's ``gemm`` kernel with ``out`` and ``beta = 0``; through
+    ``scipy.linalg.blas.sgemm`` when the kernels are not built)."""
+
+    def __init__(self, which, n=SGEMM_N):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.A = rng.standard_normal((n, n), dtype=np.float32)
+        self.B = rng.standard_normal((n, n), dtype=np.float32)
+        self.C = np.empty((n, n), np.float32)
+        self.loss = 0.0
+        if which == "sgemm-numpy":
+            A, B, C = self.A, self.B, self.C
+            self._fn = lambda: np.matmul(A, B, out=C)
+            return
+        from fastbp import benchmark as bm
+
+        if bm.cython_available():
+            from fastbp_ext import _kernels as K
+
+            A, B, C = self.A, self.B, self.C
+            self._fn = lambda: K.gemm(A, B, C, False, False, 0.0)
+        else:
+            from scipy.linalg.blas import sgemm
+
+            A, B = np.asfortranarray(self.A), np.asfortranarray(self.B)
+            C = self.C = np.asfortranarray(self.C)
+            self._fn = lambda: sgemm(1.0, A, B, beta=0.0, c=C, overwrite_c=1)
+
+    def step(self):
+        self._fn()
 
 
 # ---------------------------------------------------------------------- machine noise
@@ -141,6 +225,8 @@ def _make(impl, config, B, dtype, threads, seed=0):
     fb.set_num_threads(threads)
     threadpool_limits(limits=threads, user_api="blas")
     dtype = np.dtype(dtype)
+    if impl in CEILINGS:
+        return SgemmStep(impl)
     if config == "mlp":
         sys.path.insert(0, str(HERE))
         from mlp_step import make_mlp_step
@@ -151,6 +237,16 @@ def _make(impl, config, B, dtype, threads, seed=0):
         from torch_step import TorchStep
 
         return TorchStep(threads=threads).setup(config, B, dtype, seed)
+    if impl == "jax":
+        sys.path.insert(0, str(HERE))
+        from jax_step import JaxStep
+
+        return JaxStep(threads=threads).setup(config, B, dtype, seed)
+    if impl == "fastbp-compiled":
+        sys.path.insert(0, str(HERE))
+        from compiled_step import CompiledStep
+
+        return CompiledStep().setup(config, B, dtype, seed)
     return bm.make_step(impl, config, B, dtype, seed)
 
 
@@ -310,13 +406,34 @@ def _fmt(x):
     return f"{x:.0f}"
 
 
+_LABELS = {"pure-numpy": "pure numpy", "fastbp-numpy": "fastbp numpy",
+           "fastbp-cython": "fastbp cython", "fastbp-compiled": "fastbp compiled",
+           "torch": "torch eager", "jax": "jax.jit"}
+# ratio columns: (label, numerator, denominator), shown when both are measured
+_RATIOS = {"fastbp-cython": [("cython / numpy", "fastbp-cython", "pure-numpy")],
+           "fastbp-compiled": [("compiled / numpy", "fastbp-compiled", "pure-numpy")],
+           "torch": [("cython / torch", "fastbp-cython", "torch")],
+           "jax": [("cython / jax", "fastbp-cython", "jax"),
+                   ("compiled / jax", "fastbp-compiled", "jax")]}
+# which sgemm ceiling an implementation is measured against (the BLAS it calls)
+_CEILING_OF = {"fastbp-cython": "sgemm-scipy", "fastbp-compiled": "sgemm-scipy"}
+
+
+def _columns(impls):
+    cols = []
+    for impl in IMPLS:
+        if impl not in impls:
+            continue
+        cols.append((_LABELS[impl], ("rate", impl)))
+        for label, a, b in _RATIOS.get(impl, []):
+            if a in impls and b in impls:
+                cols.append((label, ("ratio", a, b)))
+    return cols
+
+
 def markdown(results, impls):
-    cols = [("pure-numpy", "pure numpy"), ("fastbp-numpy", "fastbp numpy"),
-            ("fastbp-cython", "fastbp cython")]
-    has_torch = "torch" in impls
-    head = ["config", "B"] + [label for key, label in cols] + ["cython / numpy"]
-    if has_torch:
-        head += ["torch eager", "cython / torch"]
+    cols = _columns(impls)
+    head = ["config", "B"] + [label for label, _ in cols]
     lines = ["| " + " | ".join(head) + " |",
              "|---|---:|" + "---:|" * (len(head) - 2)]
 
@@ -327,12 +444,39 @@ def markdown(results, impls):
         med = {k: statistics.median(v) for k, v in res["rates"].items()}
         noisy = res.get("noise", {}).get("accepted_noisy", 0)
         row = [res["config"], str(res["B"]) + (" (noisy)" if noisy else "")]
-        row += [_fmt(med.get(k)) for k, _ in cols]
-        row.append(ratio(med.get("fastbp-cython"), med.get("pure-numpy")))
-        if has_torch:
-            row += [_fmt(med.get("torch")), ratio(med.get("fastbp-cython"), med.get("torch"))]
+        for _, what in cols:
+            if what[0] == "rate":
+                row.append(_fmt(med.get(what[1])))
+            else:
+                row.append(ratio(med.get(what[1]), med.get(what[2])))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def ceiling_markdown(results, impls, ceiling):
+    """Each cell's FLOP rate as a percentage of the sgemm ceiling of its BLAS."""
+    shown = [i for i in IMPLS if i in impls]
+    head = ["config", "B"] + [_LABELS[i] for i in shown]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|---:|" + "---:|" * (len(head) - 2)]
+    for res in results:
+        fpw = flops_per_window(res["config"])
+        row = [res["config"], str(res["B"])]
+        for impl in shown:
+            v = res["rates"].get(impl)
+            c = ceiling.get(_CEILING_OF.get(impl, "sgemm-numpy"))
+            row.append("-" if not v or not c else
+                       f"{100 * statistics.median(v) * fpw / c:.0f}%")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def measure_ceiling(args, env):
+    """FLOP/s of a SGEMM_N^3 sgemm through numpy's and scipy's BLAS (median of the
+    alternating timings), ``{name: flop/s}``."""
+    rates, _, noise = measure_cell(list(CEILINGS), "sgemm", 1, args, env)
+    flop = 2.0 * SGEMM_N ** 3
+    return {k: statistics.median(v) * flop for k, v in rates.items()}, noise
 
 
 def main(argv=None):
@@ -367,6 +511,8 @@ def main(argv=None):
     p.add_argument("--same-process", action="store_true",
                    help="run all implementations in this process (for comparison)")
     p.add_argument("--quick", action="store_true", help="lecture only, 3 repeats")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="skip the sgemm ceiling measurement and the %% of ceiling table")
     p.add_argument("--json", help="also write the raw timings here")
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -397,24 +543,43 @@ def main(argv=None):
         if args.quick:
             args.repeats = 3
         unit = "examples/s"
-        available = [i for i in IMPLS if i != "torch"]
-        if args.impls and "torch" in args.impls:
-            p.error("the mlp workload has no torch implementation")
+        available = ["pure-numpy", "fastbp-numpy", "fastbp-cython"]
+        if args.impls and set(args.impls) - set(available):
+            p.error(f"the mlp workload has only the implementations {', '.join(available)}")
+        args.no_ceiling = True
     else:
         args.configs = args.configs or ["lecture", "large"]
         args.batch_sizes = args.batch_sizes or [1, 32, 256, 2048]
         if args.quick:
             args.configs, args.repeats = ["lecture"], 3
         unit = "windows/s"
-        available = [i for i in IMPLS if i != "torch" or torch_available()]
-    impls = args.impls or available
-    if "fastbp-cython" in impls and not bm.cython_available():
-        print("note: fastbp's compiled kernels are not built; fastbp-cython skipped",
-              file=sys.stderr)
-        impls = [i for i in impls if i != "fastbp-cython"]
+        available = list(IMPLS)
+    skipped = {}
+    impls = []
+    for impl in args.impls or available:
+        why = unavailable(impl)
+        if why is None:
+            impls.append(impl)
+        else:
+            skipped[impl] = why
+            print(f"note: {_LABELS[impl]} skipped: {why}", file=sys.stderr)
+
+    ceiling, ceiling_runs = {}, []
+
+    def ceiling_run():
+        if args.max_foreign < 2:
+            wait_quiet(args.max_foreign, args.wait_quiet)
+        c, noise = measure_ceiling(args, env)
+        ceiling_runs.append({"flops": c, "noise": noise})
+        for k, v in c.items():
+            ceiling[k] = max(ceiling.get(k, 0.0), v)
+        print("  sgemm ceiling: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in c.items()),
+              file=sys.stderr, flush=True)
 
     results = []
     t_start = time.perf_counter()
+    if not args.no_ceiling:
+        ceiling_run()
     for config in args.configs:
         for B in args.batch_sizes:
             if args.max_foreign < 2:
@@ -426,8 +591,21 @@ def main(argv=None):
             print(f"  {config} B={B}: {med} (timings discarded for foreign load: "
                   f"{noise['discarded']}, kept although noisy: {noise['accepted_noisy']})",
                   file=sys.stderr, flush=True)
+    if not args.no_ceiling:
+        ceiling_run()
     mode = "same process" if args.same_process else "one process per implementation"
     print(markdown(results, impls))
+    for impl, why in skipped.items():
+        print(f"\n{_LABELS[impl]}: not measured: {why}.")
+    if ceiling:
+        print()
+        print(f"% of the sgemm ceiling ({SGEMM_N}^3 float32, best of before / after the grid: "
+              f"numpy's BLAS {ceiling['sgemm-numpy'] / 1e9:.0f} GFLOP/s, scipy's BLAS "
+              f"(fastbp's gemm) {ceiling['sgemm-scipy'] / 1e9:.0f} GFLOP/s; "
+              "6*(w*d*H + H*C) FLOPs per window; fastbp cython / compiled against scipy's, "
+              "the others against numpy's):")
+        print()
+        print(ceiling_markdown(results, impls, ceiling))
     print()
     print(f"{unit}, {args.dtype}, {args.threads} threads, median of {args.repeats} "
           f"alternating timings of ~{args.seconds}s ({mode}; "
@@ -435,7 +613,9 @@ def main(argv=None):
           + "".join(f", {kv}" for kv in args.env) + "); "
           f"{time.perf_counter() - t_start:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps(
+            {"args": vars(args), "results": results, "ceiling": ceiling,
+             "ceiling_runs": ceiling_runs, "skipped": skipped}, indent=1))
     return 0
 
 

@@ -1,5 +1,6 @@
-"""One training step of the window classifier: fastbp (cython and numpy backends) against
-the pure numpy baseline (and torch eager when installed), float32.
+"""One training step of the window classifier: fastbp (cython and numpy backends, and the
+compiled step plan when ``fb.compile`` exists) against the pure numpy baseline (and torch
+eager and the step as one ``jax.jit`` function when those are installed), float32.
 
 Groups are ``{config}-B{B}``, so ``pytest bench --benchmark-group-by=group`` (the default
 here) puts the implementations of one cell side by side. ``extra_info["windows_per_s"]``
@@ -14,11 +15,12 @@ import time
 import numpy as np
 import pytest
 
+import fastbp as fb
 from fastbp import benchmark as bm
 
 CONFIGS = ("lecture", "large")
 BATCH_SIZES = (1, 32, 256, 2048)
-IMPLS = ("fastbp-cython", "fastbp-numpy", "pure-numpy", "torch")
+IMPLS = ("fastbp-compiled", "fastbp-cython", "fastbp-numpy", "pure-numpy", "torch", "jax")
 
 TARGET_SECONDS = 1.0  # per benchmark, so the whole grid takes ~1-2 minutes plus setup
 
@@ -77,6 +79,37 @@ def test_torch_matches_numpy_baseline(config, threads):
     from torch_step import max_param_diff_torch
 
     assert max_param_diff_torch(config, 16, steps=3) < 1e-5
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_jax_matches_numpy_baseline(config, threads):
+    pytest.importorskip("jax", reason='jax is not installed (pip install "jax[cpu]")')
+    from jax_step import max_param_diff_jax
+
+    assert max_param_diff_jax(config, 16, steps=3) < 1e-5
+
+
+@pytest.mark.parametrize("B", [1, 16])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_compiled_matches_numpy_baseline(config, B, threads):
+    from compiled_step import COMPILED_MISSING, max_param_diff_compiled
+
+    if not bm.cython_available():
+        pytest.skip("fastbp's compiled kernels are not built")
+    if not hasattr(fb, "compile"):
+        pytest.skip(COMPILED_MISSING)
+
+    assert max_param_diff_compiled(config, B, steps=3) < 1e-5
+
+
+def test_sgemm_ceiling_steps_compute_the_product():
+    """The two ceiling workloads of report.py multiply what they are given."""
+    from report import SgemmStep
+
+    for which in ("sgemm-numpy", "sgemm-scipy"):
+        s = SgemmStep(which, n=64)
+        s.step()
+        np.testing.assert_allclose(s.C, s.A @ s.B, rtol=1e-4, atol=1e-3, err_msg=which)
 
 
 def test_speed_table_smoke():
