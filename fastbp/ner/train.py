@@ -198,6 +198,7 @@ class TrainResult:
     windows: int = 0  # training windows processed
     checkpoints: int = 0  # checkpoints written
     saved_epoch: int = 0  # epoch of the checkpoint on disk (0: none)
+    checksum: str = ""  # distributed: SHA-256 of the final parameters, equal on all ranks
 
     @property
     def windows_per_s(self):
@@ -238,6 +239,7 @@ def train(
     quiet=False,
     log=None,
     eval_batch_size=8192,
+    distributed=False,
 ):
     """Train ``model`` on ``train_data`` (a :class:`Dataset`).
 
@@ -263,6 +265,13 @@ def train(
         No progress bar and no per-epoch log lines.
     log : callable, optional
         Receives one line per epoch (default: print to stderr unless quiet).
+    distributed : bool
+        Data-parallel training over MPI (run every rank with the same arguments under
+        ``mpiexec``; see :mod:`fastbp.distributed`): each rank takes its share of every
+        global batch of ``batch_size`` and the gradients are combined so that the update,
+        and so the model, are those of one process (to float tolerance; dropout masks
+        included). Only rank 0 evaluates dev, logs and saves; at the end the ranks check
+        that their parameters are identical (``result.checksum``).
 
     Returns
     -------
@@ -293,6 +302,20 @@ def train(
     X, Y = train_data.ids, train_data.y
     N = X.shape[0]
     result = TrainResult()
+    dist = None
+    if distributed:
+        from .. import distributed as dist
+
+        dist.init()
+        dist.collective_status()   # every rank got here: from now on errors abort the job
+        params = list(model.parameters())
+        nranks = dist.size()
+        if dist.rank() != 0:
+            dev_data = out_dir = None
+            log = lambda s: None  # noqa: E731
+            quiet = True
+        log(f"distributed: {nranks} ranks, global batch {batch_size} "
+            f"(~{batch_size // nranks} windows per rank)")
     best_state = None
     t_run = time.perf_counter()
     if out_dir is not None:
@@ -309,15 +332,22 @@ def train(
             try:
                 for s in range(0, N, batch_size):
                     idx = perm[s:s + batch_size]
+                    rng = dropout_rng
+                    n = idx.shape[0]
+                    if dist is not None:   # this rank's share; its dropout rows
+                        lo, hi = dist.shard_bounds(n)
+                        idx = idx[lo:hi]
+                        rng = dist.ShardedStream(dropout_rng, lo, hi, n)
                     xb = X[idx]
                     yb = Y[idx]
                     opt.zero_grad()
-                    loss = model.loss(xb, yb, dropout_rng)
+                    loss = model.loss(xb, yb, rng)
                     loss.backward()
+                    if dist is not None:
+                        dist.average_gradients(params, count=idx.shape[0])
                     opt.step()
-                    n = idx.shape[0]
                     lv = loss.item()
-                    loss_sum += lv * n
+                    loss_sum += lv * idx.shape[0]
                     seen += n
                     if bar is not None:
                         bar.update(n)
@@ -332,6 +362,8 @@ def train(
                 if bar is not None:
                     bar.close()
             t_train = time.perf_counter() - t0
+            if dist is not None:
+                loss_sum = float(dist.allreduce_sum(loss_sum)[0])
             result.train_seconds += t_train
             result.windows += seen
             train_loss = loss_sum / max(seen, 1)
@@ -376,6 +408,10 @@ def train(
                 result.saved_epoch = epoch
                 rec["seconds"] = time.perf_counter() - t0
             log(line)
+        if dist is not None:
+            result.checksum = dist.check_identical(params)
+            log(f"distributed: parameters identical on all {nranks} ranks "
+                f"(sha256 {result.checksum[:16]})")
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
