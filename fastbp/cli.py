@@ -684,6 +684,8 @@ def _error(msg, code):
 
 def main(argv=None):
     """Entry point of the ``fastbp`` console script; returns the exit status."""
+    from .distributed import RankFailure
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -692,6 +694,8 @@ def main(argv=None):
                           "gradcheck or bench (see 'fastbp --help')", 2)
         _setup_runtime(args)
         return args.func(args) or 0
+    except RankFailure as exc:  # under mpiexec: another rank failed and reported it
+        return exc.code
     except CLIError as exc:
         return _error(exc, exc.code)
     except SystemExit as exc:  # --help, --version

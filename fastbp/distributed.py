@@ -184,9 +184,19 @@ def size():
 
 def abort(code=1):
     """Abort the whole MPI job (every rank) with exit status ``code``."""
-    sys.stderr.flush()
-    sys.stdout.flush()
+    _flush_before_abort()
     comm().Abort(int(code))
+
+
+def _flush_before_abort():
+    # the launcher forwards our stderr asynchronously; an immediate MPI_Abort can tear
+    # the forwarding down before the error line got through (seen with MPICH's hydra)
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    time.sleep(0.25)
 
 
 class _Watchdog:
@@ -222,6 +232,7 @@ class _Watchdog:
                       f"the other ranks for {self.timeout:g} s while {what} (a rank hangs "
                       f"or died; FASTBP_MPI_TIMEOUT sets the limit); aborting the job",
                       file=sys.stderr, flush=True)
+                _flush_before_abort()
                 c.Abort(1)
                 return
 
