@@ -86,7 +86,8 @@ def main():
     dense_b = sent[0][0]
     sparse_b = float(np.median([s[1] for s in sent]))
     line = (f"rank {r}/{P}: step {med(t_step):.2f} ms = fwd+bwd {med(t_fb):.2f} + "
-            f"wait for the other ranks {med(t_wait):.2f} + average_gradients {med(t_avg):.2f} + optimiser {med(t_opt):.2f}; "
+            f"wait for the other ranks {med(t_wait):.2f} + average_gradients "
+            f"{med(t_avg):.2f} + optimiser {med(t_opt):.2f}; "
             f"{B * 1e3 / med(t_step):,.0f} windows/s; sends {dense_b / 1e3:.0f} kB dense "
             f"+ {sparse_b / 1e3:.0f} kB embedding rows per step")
     if P > 1:
@@ -111,6 +112,59 @@ def main():
         line += (f"; one Allreduce of {dense_b / 1e3:.0f} kB {med(ts) * 1e3:.0f} us, one "
                  f"Allgather of {n * 4 / 1e3:.0f} kB per rank {med(tg) * 1e3:.0f} us")
     print(line, flush=True)
+    if P > 1:
+        scaling_model(c, MPI, data, perm, B, dense_b, r)
+
+
+def scaling_model(c, MPI, data, perm, B, dense_b, r):
+    """Bytes each rank exchanges per step for P = 2..64 ranks at global batch B (counted
+    from the data: distinct embedding rows of each rank's share), and the alpha-beta
+    times of a ring Allreduce / Allgatherv of those sizes with the latency and bandwidth
+    measured here (shared memory) and two assumed networks."""
+    ts = {}
+    for nbytes in (8, dense_b):
+        buf = np.ones(max(nbytes // 4, 1), np.float32)
+        t = []
+        for _ in range(200 if nbytes == 8 else 50):
+            c.Barrier()
+            t0 = time.perf_counter()
+            c.Allreduce(MPI.IN_PLACE, buf)
+            t.append(time.perf_counter() - t0)
+        ts[nbytes] = float(np.median(t))
+    if r != 0:
+        return
+    # 2 ranks: Allreduce = 2 (P-1) alpha + 2 (P-1)/P n beta = 2 alpha + n beta
+    alpha = ts[8] / 2
+    beta = (ts[dense_b] - 2 * alpha) / dense_b
+    print(f"measured here (2 ranks, shared memory): Allreduce of 8 B {ts[8] * 1e6:.1f} us, "
+          f"of {dense_b / 1e3:.0f} kB {ts[dense_b] * 1e6:.0f} us -> alpha {alpha * 1e6:.1f} "
+          f"us, beta {beta * 1e9:.2f} ns/B")
+    nets = {"this machine (shm)": (alpha, beta), "10 GbE (assumed 30 us, 0.8 ns/B)":
+            (30e-6, 0.8e-9), "100 Gb/s IB (assumed 3 us, 0.08 ns/B)": (3e-6, 0.08e-9)}
+    row_b = 50 * 4 + 8   # one float32 row of d = 50 and its int64 id
+    steps = min(len(data) // B, 50)
+    print(f"{'ranks':>5} {'windows/rank':>12} {'rows/rank':>9} {'dense sent':>10} "
+          f"{'emb sent':>9} {'emb recv':>9}  " + "  ".join(f"{k:>20}" for k in nets))
+    for Pm in (2, 4, 8, 16, 32, 64):
+        per_rank = []
+        for k in range(steps):
+            idx = perm[k * B:(k + 1) * B]
+            for q in range(Pm):
+                lo, hi = dist.shard_bounds(B, q, Pm)
+                per_rank.append(np.unique(data.ids[idx[lo:hi]]).size)
+        rows = float(np.mean(per_rank))
+        emb_send = rows * row_b
+        emb_recv = (Pm - 1) * emb_send
+        dense_sent = 2 * (Pm - 1) / Pm * dense_b
+        cells = []
+        for a_, b_ in nets.values():
+            t_ar = 2 * (Pm - 1) * a_ + dense_sent * b_
+            t_ag = 2 * ((Pm - 1) * a_ + emb_recv * b_)   # rows and values: 2 Allgatherv
+            t_meta = (Pm - 1) * a_
+            cells.append(f"{(t_ar + t_ag + t_meta) * 1e3:17.2f} ms")
+        print(f"{Pm:>5} {B // Pm:>12} {rows:>9.0f} {dense_sent / 1e3:>7.0f} kB "
+              f"{emb_send / 1e3:>6.0f} kB {emb_recv / 1e3:>6.0f} kB  " + "  ".join(
+                  f"{x:>20}" for x in cells))
 
 
 if __name__ == "__main__":
