@@ -44,6 +44,7 @@ within about a second).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -70,6 +71,7 @@ __all__ = [
     "DistributedError",
     "RankFailure",
     "abort",
+    "abort_on_error",
 ]
 
 INSTALL_HINT = 'pip install "fastbp[mpi]"'
@@ -180,6 +182,22 @@ def rank():
 def size():
     """Number of ranks."""
     return comm().Get_size()
+
+
+@contextlib.contextmanager
+def abort_on_error(code=1):
+    """Context manager for a training loop of your own: an exception on this rank prints
+    one line (``rank R/N: ...``) and aborts the whole job, instead of leaving the other
+    ranks waiting in a collective (until the watchdog's timeout)."""
+    try:
+        yield
+    except BaseException as exc:
+        c = _state.comm
+        if c is not None and c.Get_size() > 1:
+            print(f"fastbp: error: rank {c.Get_rank()}/{c.Get_size()}: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            abort(code)
+        raise
 
 
 def abort(code=1):
@@ -397,7 +415,7 @@ _layouts = {}
 
 
 def _layout(params):
-    key = tuple(id(p) for p in params)
+    key = tuple((id(p), p.data.shape, p.data.dtype.str) for p in params)
     lay = _layouts.get(key)
     if lay is None or any(a is not b for a, b in zip(lay.params, params)):
         if len(_layouts) > 8:

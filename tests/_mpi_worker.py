@@ -3,6 +3,7 @@
     python _mpi_worker.py train OUT.npz [--distributed] [--optimizer adam|sgd]
         [--batch-size B] [--dropout P] [--dtype float32|float64] [--epochs E]
     python _mpi_worker.py grads OUT.npz [--distributed]
+    mpiexec -n 2 python _mpi_worker.py fail OUT --distributed
 
 ``train``: the window classifier trained with :func:`fastbp.ner.train.train` on the
 synthetic corpus (no dev set, so the last epoch is kept); rank 0 writes every parameter
@@ -91,9 +92,22 @@ def run_grads(a):
         np.savez(a.out, **out)
 
 
+def run_fail(a):
+    """Rank 1 raises inside abort_on_error while rank 0 waits in a collective."""
+    import fastbp.distributed as dist
+    dist.init()
+    p = fb.Parameter(np.ones(3))
+    with dist.abort_on_error():
+        if dist.rank() == 1:
+            raise ValueError("bad batch on this rank")
+        p.grad = np.ones(3)
+        dist.average_gradients([p])
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("train", "grads"))
+    ap.add_argument("mode", choices=("train", "grads", "fail"))
     ap.add_argument("out")
     ap.add_argument("--distributed", action="store_true")
     ap.add_argument("--optimizer", default="adam")
@@ -102,7 +116,7 @@ def main():
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--epochs", type=int, default=2)
     a = ap.parse_args()
-    (run_train if a.mode == "train" else run_grads)(a)
+    {"train": run_train, "grads": run_grads, "fail": run_fail}[a.mode](a)
     return 0
 
 

@@ -133,6 +133,20 @@ def test_average_gradients_equals_the_whole_batch(tmp_path, n):
     assert np.abs(one["E"]).max() > 0.1 and np.abs(one["T"]).max() > 1e-3
 
 
+@needs_mpi
+def test_exception_on_one_rank_aborts_the_job(tmp_path):
+    """abort_on_error: rank 1 raises while rank 0 waits in average_gradients; the job
+    ends non-zero at once (no watchdog wait) with one line naming the rank."""
+    t0 = time.monotonic()
+    proc = _run([sys.executable, WORKER, "fail", tmp_path / "x", "--distributed"], 2,
+                env={"FASTBP_MPI_TIMEOUT": "100"})
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("fastbp: error:")]
+    assert errors == ["fastbp: error: rank 1/2: ValueError: bad batch on this rank"], \
+        proc.stderr
+
+
 # ---------------------------------------------------------------------- training
 CASES = {
     "adam": ["--optimizer", "adam", "--batch-size", "100"],

@@ -314,8 +314,8 @@ def train(
             dev_data = out_dir = None
             log = lambda s: None  # noqa: E731
             quiet = True
-        log(f"distributed: {nranks} ranks, global batch {batch_size} "
-            f"(~{batch_size // nranks} windows per rank)")
+        log(f"distributed: {nranks} rank{'s' if nranks > 1 else ''}, global batch "
+            f"{batch_size} (~{batch_size // nranks} windows per rank)")
     best_state = None
     t_run = time.perf_counter()
     if out_dir is not None:
@@ -410,7 +410,7 @@ def train(
             log(line)
         if dist is not None:
             result.checksum = dist.check_identical(params)
-            log(f"distributed: parameters identical on all {nranks} ranks "
+            log(f"distributed: final parameters identical on all {nranks} ranks "
                 f"(sha256 {result.checksum[:16]})")
     except KeyboardInterrupt:
         result.interrupted = True
