@@ -38,8 +38,9 @@ def main():
     fb.set_num_threads(a.threads)
     dist.init()
     r, P = dist.rank(), dist.size()
-    root = Path(os.environ.get("FASTBP_DATA_DIR", Path(__file__).resolve().parents[2]
-                               / "shared" / "data")) / "conll2003"
+    env = os.environ.get("FASTBP_DATA_DIR")   # the conll2003 directory, as for the tests
+    root = Path(env) if env else (Path(__file__).resolve().parents[1].parent / "shared"
+                                  / "data" / "conll2003")
     tr, dv = read_conll(root / "train.conll"), read_conll(root / "dev.conll")
     vec = root / "glove.6B.50d.conll-vocab.txt"
     labels = LabelSet.from_sentences(tr + dv)
