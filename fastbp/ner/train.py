@@ -327,7 +327,7 @@ def train(
             perm = shuffle_rng.permutation(N)
             bar = _progress(N, f"epoch {epoch}/{epochs}", quiet)
             loss_sum = 0.0
-            seen = 0
+            seen = mine = 0   # windows of the job, of this rank
             last_post = t0
             try:
                 for s in range(0, N, batch_size):
@@ -349,13 +349,15 @@ def train(
                     lv = loss.item()
                     loss_sum += lv * idx.shape[0]
                     seen += n
+                    mine += idx.shape[0]
                     if bar is not None:
                         bar.update(n)
                         now = time.perf_counter()
                         if now - last_post > 0.25:
                             last_post = now
                             bar.set_postfix_str(
-                                f"loss={loss_sum / seen:.4f} {seen / (now - t0):,.0f} win/s",
+                                f"loss={loss_sum / max(mine, 1):.4f} "
+                                f"{seen / (now - t0):,.0f} win/s",
                                 refresh=False,
                             )
             finally:
