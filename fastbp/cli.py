@@ -264,7 +264,7 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
     result = train(model, train_data, dev_data, labels, epochs=args.epochs,
                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                    seed=args.seed, out_dir=out_dir, featurizer=featurizer, save_info=info,
-                   quiet=quiet,
+                   quiet=quiet, distributed=getattr(args, "distributed", False),
                    compile=not args.no_compile and fb.get_backend() == "cython")
     ev = None
     if dev_data is not None and result.history:
@@ -305,6 +305,16 @@ def _report(result, ev, out_dir):
 
 
 def cmd_train(args):
+    if args.distributed:   # under mpiexec: rank 0 prints, evaluates and saves
+        from . import distributed
+
+        try:
+            distributed.init()
+        except ImportError as exc:
+            raise CLIError(exc) from None
+        if distributed.rank() != 0:
+            sys.stdout = open(os.devnull, "w")
+            args.quiet, args.out, args.plot = True, None, None
     if args.plot is not None:
         _check_plot_available()
     if args.vectors is not None and not Path(args.vectors).is_file():
@@ -313,6 +323,8 @@ def cmd_train(args):
     dev_sents = _read_sentences(args.dev, "dev") if args.dev is not None else []
     result, model, featurizer, labels, ev = run_training(args, train_sents, dev_sents,
                                                          args.out)
+    if args.distributed and distributed.rank() != 0:
+        return 0   # rank 0 reports and saves
     _report(result, ev, args.out)
     if args.plot is not None and result.history:
         plot_history(result.history, args.plot)
@@ -589,6 +601,9 @@ def build_parser():
     p.add_argument("--binary", metavar="LABEL", default=None,
                    help="train the lecture's binary classifier 'is the centre word a LABEL?' "
                         "(sigmoid score u^T h) instead of the softmax over all labels")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI: run under 'mpiexec -n N' (each rank "
+                        "takes its share of every batch; needs fastbp[mpi])")
     _add_training(p, defaults=dict(window=2, hidden=200, activation="relu", dropout=0.5,
                                    epochs=10, batch_size=2048, lr=1e-3))
     p.set_defaults(func=cmd_train)
@@ -658,12 +673,23 @@ def _expected_errors():
 
 def _error(msg, code):
     msg = " ".join(str(msg).split()) or "unknown error"
-    print(f"{PROG}: error: {msg}", file=sys.stderr, flush=True)
+    dist = sys.modules.get("fastbp.distributed")
+    if dist is not None:   # under mpiexec: one line for the job, and never a hang
+        try:
+            msg = dist.error_hook(msg, code)
+        except dist.RankFailure as exc:  # another rank failed and reports it
+            return exc.code
+    if msg is not None:
+        print(f"{PROG}: error: {msg}", file=sys.stderr, flush=True)
+    if dist is not None:
+        dist.finish_error(code)
     return code
 
 
 def main(argv=None):
     """Entry point of the ``fastbp`` console script; returns the exit status."""
+    from .distributed import RankFailure
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -672,6 +698,8 @@ def main(argv=None):
                           "gradcheck or bench (see 'fastbp --help')", 2)
         _setup_runtime(args)
         return args.func(args) or 0
+    except RankFailure as exc:  # under mpiexec: another rank failed and reported it
+        return exc.code
     except CLIError as exc:
         return _error(exc, exc.code)
     except SystemExit as exc:  # --help, --version

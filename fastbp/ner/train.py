@@ -200,6 +200,7 @@ class TrainResult:
     windows: int = 0  # training windows processed
     checkpoints: int = 0  # checkpoints written
     saved_epoch: int = 0  # epoch of the checkpoint on disk (0: none)
+    checksum: str = ""  # distributed: SHA-256 of the final parameters, equal on all ranks
 
     @property
     def windows_per_s(self):
@@ -263,6 +264,7 @@ def train(
     log=None,
     eval_batch_size=8192,
     compile=True,  # noqa: A002 - the option's name, as fb.compile
+    distributed=False,
 ):
     """Train ``model`` on ``train_data`` (a :class:`Dataset`).
 
@@ -291,7 +293,15 @@ def train(
     compile : bool
         Run each batch as a compiled step (:func:`fastbp.compile`: traced once per batch
         size, then replayed without Python between kernels); False runs it eagerly. Both
-        give the same model for the same seed (to float rounding).
+        give the same model for the same seed (to float rounding). Distributed training
+        runs its steps eagerly (the gradient exchange sits between backward and update).
+    distributed : bool
+        Data-parallel training over MPI (run every rank with the same arguments under
+        ``mpiexec``; see :mod:`fastbp.distributed`): each rank takes its share of every
+        global batch of ``batch_size`` and the gradients are combined so that the update,
+        and so the model, are those of one process (to float tolerance; dropout masks
+        included). Only rank 0 evaluates dev, logs and saves; at the end the ranks check
+        that their parameters are identical (``result.checksum``).
 
     Returns
     -------
@@ -319,11 +329,25 @@ def train(
     opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
     shuffle_rng, dropout_rng = seed_streams(seed, 2)
     dropout_rng = fb.Generator(dropout_rng)  # masks drawn in the kernel (fb.compile-able)
-    step = make_step(model, opt, dropout_rng, compile)
+    step = make_step(model, opt, dropout_rng, compile and not distributed)
 
     X, Y = train_data.ids, train_data.y
     N = X.shape[0]
     result = TrainResult()
+    dist = None
+    if distributed:
+        from .. import distributed as dist
+
+        dist.init()
+        dist.collective_status()   # every rank got here: from now on errors abort the job
+        params = list(model.parameters())
+        nranks = dist.size()
+        if dist.rank() != 0:
+            dev_data = out_dir = None
+            log = lambda s: None  # noqa: E731
+            quiet = True
+        log(f"distributed: {nranks} rank{'s' if nranks > 1 else ''}, global batch "
+            f"{batch_size} (~{batch_size // nranks} windows per rank)")
     best_state = None
     t_run = time.perf_counter()
     if out_dir is not None:
@@ -335,31 +359,47 @@ def train(
             perm = shuffle_rng.permutation(N)
             bar = _progress(N, f"epoch {epoch}/{epochs}", quiet)
             loss_sum = 0.0
-            seen = 0
+            seen = mine = 0   # windows of the job, of this rank
             last_post = t0
             try:
                 for s in range(0, N, batch_size):
                     idx = perm[s:s + batch_size]
+                    rng = dropout_rng
+                    n = idx.shape[0]
+                    if dist is not None:   # this rank's share; its dropout rows
+                        lo, hi = dist.shard_bounds(n)
+                        idx = idx[lo:hi]
+                        rng = dist.ShardedStream(dropout_rng, lo, hi, n)
                     xb = X[idx]
                     yb = Y[idx]
-                    loss = step(xb, yb)
-                    n = idx.shape[0]
+                    if dist is None:
+                        loss = step(xb, yb)
+                    else:  # eager: the gradient exchange runs between backward and step
+                        opt.zero_grad()
+                        loss = model.loss(xb, yb, rng)
+                        loss.backward()
+                        dist.average_gradients(params, count=idx.shape[0])
+                        opt.step()
                     lv = loss.item()
-                    loss_sum += lv * n
+                    loss_sum += lv * idx.shape[0]
                     seen += n
+                    mine += idx.shape[0]
                     if bar is not None:
                         bar.update(n)
                         now = time.perf_counter()
                         if now - last_post > 0.25:
                             last_post = now
                             bar.set_postfix_str(
-                                f"loss={loss_sum / seen:.4f} {seen / (now - t0):,.0f} win/s",
+                                f"loss={loss_sum / max(mine, 1):.4f} "
+                                f"{seen / (now - t0):,.0f} win/s",
                                 refresh=False,
                             )
             finally:
                 if bar is not None:
                     bar.close()
             t_train = time.perf_counter() - t0
+            if dist is not None:
+                loss_sum = float(dist.allreduce_sum(loss_sum)[0])
             result.train_seconds += t_train
             result.windows += seen
             train_loss = loss_sum / max(seen, 1)
@@ -404,6 +444,10 @@ def train(
                 result.saved_epoch = epoch
                 rec["seconds"] = time.perf_counter() - t0
             log(line)
+        if dist is not None:
+            result.checksum = dist.check_identical(params)
+            log(f"distributed: final parameters identical on all {nranks} ranks "
+                f"(sha256 {result.checksum[:16]})")
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
