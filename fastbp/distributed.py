@@ -68,6 +68,7 @@ __all__ = [
     "allreduce_sum",
     "check_identical",
     "ShardedStream",
+    "shard_generator",
     "DistributedError",
     "RankFailure",
     "abort",
@@ -342,6 +343,25 @@ def shard(batch):
     :func:`shard_bounds`)."""
     lo, hi = shard_bounds(len(batch))
     return batch[lo:hi]
+
+
+def shard_generator(gen, lo, hi, n, per_row):
+    """The :class:`fastbp.Generator` a rank draws its dropout mask from when a batch of
+    ``n`` examples is sharded and this rank has rows ``[lo, hi)`` of ``per_row`` elements
+    each: a generator positioned where one process's draw of the whole ``(n, per_row)``
+    mask reaches row ``lo`` (fastbp's dropout uses 32 bits per element, two per word).
+    ``gen`` itself is advanced past the whole batch's draw, so that every rank's stream
+    stays where one process's would be. For models that draw one such mask per step."""
+    from .random import Generator
+
+    if (lo * per_row) % 2:
+        raise ValueError("shard_generator: the rank's first element must start a 64-bit "
+                         f"word (rows from {lo} of {per_row} elements)")
+    st = gen.state
+    g = Generator(0)
+    g.state = {"key": st["key"], "counter": (st["counter"] + lo * per_row // 2) % 2**64}
+    gen.state = {"key": st["key"], "counter": (st["counter"] + -(-n * per_row // 2)) % 2**64}
+    return g
 
 
 class ShardedStream:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastbp as fb
 import fastbp.distributed as dist
 from fastbp.ner.data import write_conll
 from fastbp.ner.synthetic import generate_corpus
@@ -85,6 +86,26 @@ def test_sharded_stream_gives_the_rows_of_the_global_draw(bitgen):
                 got = dist.ShardedStream(g, lo, hi, n).random((hi - lo, h))
                 np.testing.assert_array_equal(got, want[step][lo:hi])
             assert g.random() == np.random.Generator(bitgen(5)).random(2 * n * h + 1)[-1]
+
+
+def test_shard_generator_gives_the_rows_of_the_global_mask():
+    """A rank's fb.Generator draws its rows of the (n, h) dropout mask one process
+    draws, and the shared generator ends where one process's does."""
+    n, h, p = 10, 8, 0.5
+    ones = fb.Tensor(np.ones((n, h), np.float32))
+    ref = fb.Generator(5)
+    want = [fb.dropout(ones, p, True, ref).data for _ in range(2)]
+    for size in (1, 2, 3):
+        for r in range(size):
+            lo, hi = dist.shard_bounds(n, r, size)
+            g = fb.Generator(5)
+            for step in range(2):
+                mine = dist.shard_generator(g, lo, hi, n, h)
+                got = fb.dropout(fb.Tensor(np.ones((hi - lo, h), np.float32)), p, True, mine)
+                np.testing.assert_array_equal(got.data, want[step][lo:hi])
+            assert g.state == ref.state
+    with pytest.raises(ValueError, match="64-bit word"):
+        dist.shard_generator(fb.Generator(0), 1, 2, 3, 7)
 
 
 def test_sharded_stream_rejects_other_draws():

@@ -369,7 +369,8 @@ def train(
                     if dist is not None:   # this rank's share; its dropout rows
                         lo, hi = dist.shard_bounds(n)
                         idx = idx[lo:hi]
-                        rng = dist.ShardedStream(dropout_rng, lo, hi, n)
+                        rng = (dist.shard_generator(dropout_rng, lo, hi, n, model.hidden)
+                               if model.drop.p > 0 else dropout_rng)
                     xb = X[idx]
                     yb = Y[idx]
                     if dist is None:
