@@ -81,22 +81,30 @@ class _Entry:
     """One traced signature: the plan, its input buffers, the leaf states it assumes and
     leaves behind, and the template of its return value."""
 
-    __slots__ = ("plan", "inputs", "leaves", "reads", "out", "keep", "mismatches")
+    __slots__ = ("plan", "inputs", "leaves", "reads", "out", "keep", "mismatches",
+                 "_data", "_grads", "_ends")
+
+    def finish(self):
+        """Precompute the per-call checks: the data arrays the plan points into, the
+        gradients it assumes at the start of a call and leaves at the end."""
+        data = {id(t): (t, d) for t, d in self.reads}
+        data.update({id(t): (t, d) for t, _s, _z, d, _e in self.leaves})
+        self._data = list(data.values())
+        self._grads = [(t, start) for t, start, zeroed, _d, _e in self.leaves if not zeroed]
+        self._ends = [(t, end) for t, _s, _z, _d, end in self.leaves]
 
     def valid(self):
-        for t, data in self.reads:
+        for t, data in self._data:
             if t.data is not data:
                 return False
-        for t, start, zeroed, data, _end in self.leaves:
-            if t.data is not data or (not zeroed and t.grad is not start):
+        for t, start in self._grads:
+            if t.grad is not start:
                 return False
         return True
 
     def replay(self, arrays):
-        for buf, a in zip(self.inputs, arrays):
-            np.copyto(buf, a, casting="unsafe")
-        self.plan.run()
-        for t, _start, _zeroed, _data, end in self.leaves:
+        self.plan.bind_run(self.inputs, arrays)
+        for t, end in self._ends:
             t.grad = end
         return _rebuild(self.out)
 
@@ -308,6 +316,7 @@ class CompiledFunction:
         entry.out = out
         entry.keep = (trace.keep, args, kwargs)  # objects keyed by identity stay alive
         entry.mismatches = mismatches
+        entry.finish()
         self.traces += 1
         self._cache[key] = entry
         while len(self._cache) > self.maxsize:

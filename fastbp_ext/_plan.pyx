@@ -18,6 +18,7 @@ cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_IsValid
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdlib cimport free
+from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastbp_ext._common cimport (
@@ -279,6 +280,23 @@ cdef class Plan:
         return fused
 
     # ------------------------------------------------------------------ replay
+    def bind_run(self, list bufs, arrays):
+        """Copy each array of ``arrays`` into the traced input buffer of ``bufs`` (same
+        shapes, checked by the caller's signature; a plain memcpy when the layouts and
+        dtypes agree), then :meth:`run`."""
+        cdef Py_ssize_t i
+        cdef cnp.ndarray b, a
+        for i in range(len(bufs)):
+            b = <cnp.ndarray>bufs[i]
+            a = <cnp.ndarray>arrays[i]
+            if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and cnp.PyArray_ISCARRAY_RO(a)
+                    and cnp.PyArray_ISNOTSWAPPED(a)
+                    and cnp.PyArray_NBYTES(a) == cnp.PyArray_NBYTES(b)):
+                memcpy(cnp.PyArray_DATA(b), cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(a))
+            else:
+                cnp.PyArray_CopyInto(b, a)
+        self.run()
+
     def run(self):
         """Replay every recorded call in order, without the GIL between kernels."""
         cdef Py_ssize_t i = 0, n = self.rec.n
