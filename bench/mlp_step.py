@@ -18,6 +18,8 @@ numpy. Implementations (same interface as :mod:`fastbp.benchmark`: ``setup(...)`
   in-place SGD updates ``p -= lr * dp``.
 * :class:`FastbpMLPStep` (``fastbp-cython`` / ``fastbp-numpy``) -- the code above on the
   compiled or the reference backend.
+* :class:`CompiledMLPStep` (``fastbp-compiled``) -- the same code as one function under
+  ``@fb.compile`` (traced once, then replayed as a plan of kernel calls).
 
 Both implementations build ``np.arange(B)`` once per setup (not per step).
 ``python bench/mlp_step.py 16 256`` prints where a fastbp step's time goes (every
@@ -36,11 +38,11 @@ import numpy as np
 from fastbp import benchmark as bm
 
 __all__ = ["MLP", "IMPLS", "init_mlp_params", "make_mlp_batches", "NumpyMLPStep",
-           "FastbpMLPStep", "make_mlp_step", "mlp_param_diffs"]
+           "FastbpMLPStep", "CompiledMLPStep", "make_mlp_step", "mlp_param_diffs"]
 
 #: The issue's sizes: input D, hidden H, classes C.
 MLP = dict(D=300, H=512, C=256)
-IMPLS = ("pure-numpy", "fastbp-numpy", "fastbp-cython")
+IMPLS = ("pure-numpy", "fastbp-numpy", "fastbp-cython", "fastbp-compiled")
 NAMES = ("W1", "b1", "W2", "b2")
 LR = 0.05
 
@@ -189,10 +191,47 @@ class FastbpMLPStep(_MLPBase):
             st.ops = previous
 
 
+class CompiledMLPStep(FastbpMLPStep):
+    """:class:`FastbpMLPStep`'s step as one ``@fb.compile`` function (cython backend)."""
+
+    def __init__(self, lr=LR):
+        super().__init__("cython", lr)
+        self.name = "fastbp-compiled"
+
+    def _build(self, params):
+        super()._build(params)
+        fb = self._fb
+        W1, b1, W2, b2, opt, ar = self.W1, self.b1, self.W2, self.b2, self.opt, self._ar
+        self.batches = [(X.data, y) for X, y in self.batches]
+
+        @fb.compile
+        def step(X, y):
+            h = fb.maximum(fb.Tensor(X) @ W1 + b1, 0.0)
+            logp = fb.log_softmax(h @ W2 + b2, axis=1)
+            loss = -(logp[ar, y]).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+
+        self._compiled = step
+
+    def step(self):
+        st = self._state
+        previous = st.ops
+        st.ops = self._ops
+        try:
+            self.loss = self._compiled(*self._next_batch())
+        finally:
+            st.ops = previous
+
+
 def make_mlp_step(impl, B, dtype=np.float32, seed=0, **kw):
     """Build and set up an implementation by name (see :data:`IMPLS`)."""
     if impl == "pure-numpy":
         step = NumpyMLPStep()
+    elif impl == "fastbp-compiled":
+        step = CompiledMLPStep()
     elif impl in ("fastbp-cython", "fastbp-numpy"):
         step = FastbpMLPStep(impl.split("-", 1)[1])
     else:
@@ -207,7 +246,8 @@ def mlp_param_diffs(backend="cython", B=16, steps=3, dtype=np.float32, seed=0):
     params = init_mlp_params(dtype, seed)
     batches = make_mlp_batches(B, dtype, max(steps, 1), seed)
     ref = NumpyMLPStep().setup(B, dtype, params=params, batches=batches)
-    fbs = FastbpMLPStep(backend).setup(B, dtype, params=params, batches=batches)
+    fbs = (CompiledMLPStep() if backend == "compiled" else FastbpMLPStep(backend)).setup(
+        B, dtype, params=params, batches=batches)
     for _ in range(steps):
         ref.step()
         fbs.step()

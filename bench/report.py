@@ -543,7 +543,7 @@ def main(argv=None):
         if args.quick:
             args.repeats = 3
         unit = "examples/s"
-        available = ["pure-numpy", "fastbp-numpy", "fastbp-cython"]
+        available = ["pure-numpy", "fastbp-numpy", "fastbp-cython", "fastbp-compiled"]
         if args.impls and set(args.impls) - set(available):
             p.error(f"the mlp workload has only the implementations {', '.join(available)}")
         args.no_ceiling = True

@@ -22,7 +22,7 @@ BATCH_SIZES = (16, 256)
 
 
 def _require(impl):
-    if impl == "fastbp-cython" and not bm.cython_available():
+    if impl in ("fastbp-cython", "fastbp-compiled") and not bm.cython_available():
         pytest.skip("fastbp's compiled kernels are not built")
 
 
@@ -50,7 +50,7 @@ def test_mlp_step(benchmark, mlp_params, threads, B, impl):
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("B", BATCH_SIZES)
-@pytest.mark.parametrize("impl", ["fastbp-cython", "fastbp-numpy"])
+@pytest.mark.parametrize("impl", ["fastbp-cython", "fastbp-numpy", "fastbp-compiled"])
 def test_mlp_matches_numpy_baseline(impl, B, dtype, tol, threads):
     """The benchmarked fastbp step computes the same update as the numpy baseline."""
     _require(impl)
