@@ -124,6 +124,8 @@ class Adam(Optimizer):
                     "m": np.zeros_like(p.data),
                     "v": np.zeros_like(p.data),
                 }
+            elif type(st["step"]) is not np.ndarray:  # a count restored as an int
+                st["step"] = np.full(1, int(st["step"]), np.int64)
             if type(g) is RowSparseGrad:
                 ops.adam_update_rows(
                     p.data, g.rows, g.values, st["m"], st["v"], self.lr, b1, b2, self.eps,
