@@ -361,37 +361,18 @@ def cmd_evaluate(args):
 
 # ---------------------------------------------------------------------- predict
 def cmd_predict(args):
-    from .ner.train import predict_labels
-    from .ner.windows import sentence_lengths, split
+    from .ner.stream import Tagger, predict_stream
 
     loaded = _load(args.model)
+    tagger = Tagger(loaded.model, loaded.featurizer, loaded.labels)
+    threads = args.threads or 1
     if args.file is None or args.file == "-":
-        text = sys.stdin.read()
-        src = "<stdin>"
+        predict_stream(tagger, sys.stdin.buffer, sys.stdout, jobs=args.jobs, threads=threads,
+                       src="<stdin>")
     else:
-        src = args.file
         with open(args.file, "rb") as fh:
-            raw = fh.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise CLIError(f"{src}:{line}: invalid utf-8 ({exc.reason})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    sents = [line.split() for line in text.splitlines()]
-    sents = [s for s in sents if s]
-    if not sents:
-        return 0
-    ids = loaded.featurizer.featurize(sents)
-    pred = predict_labels(loaded.model, ids, loaded.labels)
-    lines = []
-    for toks, labs in zip(sents, split(np.asarray(pred, dtype=object), sentence_lengths(sents))):
-        for t, lab in zip(toks, labs):
-            lines.append(f"{t}\t{lab}\n")
-        lines.append("\n")
-    sys.stdout.write("".join(lines))
-    sys.stdout.flush()
+            predict_stream(tagger, fh, sys.stdout, jobs=args.jobs, threads=threads,
+                           src=args.file)
     return 0
 
 
@@ -604,6 +585,8 @@ def build_parser():
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
     p.add_argument("file", nargs="?", metavar="FILE", default=None,
                    help="input text (default: standard input)")
+    p.add_argument("--jobs", type=_pos_int, default=1, metavar="N",
+                   help="tag in N worker processes (output in input order; default 1)")
     _add_runtime(p)
     p.set_defaults(func=cmd_predict)
 
@@ -672,11 +655,10 @@ def main(argv=None):
         return _error(exc, exc.code)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
-    except BrokenPipeError:  # e.g. `fastbp predict ... | head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+    except BrokenPipeError:  # e.g. `fastbp predict ... | head`: stop quietly
+        from .ner.stream import silence_stdout
+
+        silence_stdout()
         return 0
     except KeyboardInterrupt:
         return _error("interrupted", 130)
