@@ -264,7 +264,7 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
     result = train(model, train_data, dev_data, labels, epochs=args.epochs,
                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                    seed=args.seed, out_dir=out_dir, featurizer=featurizer, save_info=info,
-                   quiet=quiet)
+                   quiet=quiet, **_resume_options(args, out_dir))
     ev = None
     if dev_data is not None and result.history:
         ev = evaluate(model, dev_data, labels)
@@ -281,6 +281,16 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
         if not result.interrupted:
             save_model(out_dir, model, featurizer, labels, info)
     return result, model, featurizer, labels, ev
+
+
+def _resume_options(args, out_dir):
+    """``fastbp train`` keeps the full training state in ``OUT.last`` after every epoch
+    and continues from ``--resume DIR`` (see fastbp.ner.checkpoint)."""
+    if getattr(args, "command", None) != "train" or out_dir is None:
+        return {}
+    from .ner.checkpoint import state_dir_for
+
+    return {"state_dir": state_dir_for(out_dir), "resume": getattr(args, "resume", None)}
 
 
 def _report(result, ev, out_dir):
@@ -319,6 +329,8 @@ def cmd_train(args):
     if result.interrupted:
         where = f"; the best checkpoint (epoch {result.saved_epoch}) is in {args.out}" \
             if result.saved_epoch else "; no checkpoint was written"
+        if len(result.history):
+            where += f" (continue with --resume {args.out})"
         raise CLIError(f"interrupted{where}", 130)
     return 0
 
@@ -566,6 +578,10 @@ def build_parser():
     p.add_argument("--binary", metavar="LABEL", default=None,
                    help="train the lecture's binary classifier 'is the centre word a LABEL?' "
                         "(sigmoid score u^T h) instead of the softmax over all labels")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run whose model directory is DIR from its last "
+                        "finished epoch (the state kept in DIR.last): same data and "
+                        "options, --epochs the new total")
     _add_training(p, defaults=dict(window=2, hidden=200, activation="relu", dropout=0.5,
                                    epochs=10, batch_size=2048, lr=1e-3))
     p.set_defaults(func=cmd_train)

@@ -238,6 +238,8 @@ def train(
     quiet=False,
     log=None,
     eval_batch_size=8192,
+    state_dir=None,
+    resume=None,
 ):
     """Train ``model`` on ``train_data`` (a :class:`Dataset`).
 
@@ -263,6 +265,15 @@ def train(
         No progress bar and no per-epoch log lines.
     log : callable, optional
         Receives one line per epoch (default: print to stderr unless quiet).
+    state_dir : path, optional
+        Write the full training state (weights, optimiser state, random streams, epoch,
+        best score and weights) there after every epoch
+        (:func:`fastbp.ner.checkpoint.save_state`).
+    resume : path or TrainState, optional
+        Continue from a state written with ``state_dir`` (or its model directory): the run
+        goes on from the epoch after the one reached, exactly as if it had not stopped.
+        Data or options that differ from the saved run raise
+        :class:`~fastbp.ner.checkpoint.ResumeError` naming the difference.
 
     Returns
     -------
@@ -297,9 +308,20 @@ def train(
     t_run = time.perf_counter()
     if out_dir is not None:
         from .io import save_model
+    first_epoch = 1
+    if state_dir is not None or resume is not None:
+        from . import checkpoint as ckpt
+
+        fp = ckpt.fingerprint(model, train_data, dev_data, featurizer, optimizer, lr,
+                              batch_size, seed)
+        if resume is not None:
+            st = resume if isinstance(resume, ckpt.TrainState) else ckpt.load_state(resume)
+            st.check(fp, epochs)
+            best_state = st.restore(model, opt, (shuffle_rng, dropout_rng), result)
+            first_epoch = st.epoch + 1
 
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             t0 = time.perf_counter()
             perm = shuffle_rng.permutation(N)
             bar = _progress(N, f"epoch {epoch}/{epochs}", quiet)
@@ -375,6 +397,9 @@ def train(
                 result.checkpoints += 1
                 result.saved_epoch = epoch
                 rec["seconds"] = time.perf_counter() - t0
+            if state_dir is not None:
+                ckpt.save_state(state_dir, model=model, opt=opt, rngs=(shuffle_rng, dropout_rng),
+                                result=result, best_state=best_state, fp=fp, epoch=epoch)
             log(line)
     except KeyboardInterrupt:
         result.interrupted = True
