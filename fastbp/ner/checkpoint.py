@@ -177,6 +177,7 @@ class TrainState:
         result.best_epoch = int(m["best_epoch"])
         result.best_f1 = float(m["best_f1"]) if m["best_f1"] is not None else float("nan")
         result.train_seconds = float(m["train_seconds"])
+        result.total_seconds = float(m.get("total_seconds", 0.0))
         result.windows = int(m["windows"])
         result.saved_epoch = int(m["saved_epoch"])
         return best
@@ -245,6 +246,7 @@ def save_state(path, *, model, opt, rngs, result, best_state, fp, epoch):
         "best_f1": None if not math.isfinite(best_f1) else float(best_f1),
         "saved_epoch": int(result.saved_epoch),
         "train_seconds": float(result.train_seconds),
+        "total_seconds": float(result.total_seconds),
         "windows": int(result.windows),
         "history": _to_jsonable(result.history),
         "rng": {k: g.bit_generator.state for k, g in zip(("shuffle", "dropout"), rngs)},

@@ -319,6 +319,7 @@ def train(
             st.check(fp, epochs)
             best_state = st.restore(model, opt, (shuffle_rng, dropout_rng), result)
             first_epoch = st.epoch + 1
+            t_run -= result.total_seconds  # wall time of the run so far
 
     try:
         for epoch in range(first_epoch, epochs + 1):
@@ -398,6 +399,7 @@ def train(
                 result.saved_epoch = epoch
                 rec["seconds"] = time.perf_counter() - t0
             if state_dir is not None:
+                result.total_seconds = time.perf_counter() - t_run
                 ckpt.save_state(state_dir, model=model, opt=opt, rngs=(shuffle_rng, dropout_rng),
                                 result=result, best_state=best_state, fp=fp, epoch=epoch)
             log(line)
