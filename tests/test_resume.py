@@ -6,8 +6,10 @@ data or options is a one-line error naming the difference."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -73,6 +75,35 @@ def test_resume_2_to_4_epochs_equals_straight_4(corpus, tmp_path, capsys, optimi
     assert [h["train_loss"] for h in s["history"]] == [h["train_loss"] for h in r["history"]]
     cfg = json.loads((resumed / "config.json").read_text())["training"]
     assert [h["epoch"] for h in cfg["history"]] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
+def test_ctrl_c_then_resume_equals_straight_run(corpus, tmp_path, capsys):
+    out = tmp_path / "m"
+    proc = subprocess.Popen([sys.executable, "-m", "fastbp", *_args(corpus, out, 100000)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (state_dir_for(out) / "state.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no training state written"
+            time.sleep(0.02)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # mid-epoch, or mid-save (deferred)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and f"--resume {out}" in err, err
+    reached = load_state(out).epoch
+    assert reached >= 1
+    assert main(_args(corpus, out, reached + 2, "--resume", str(out))) == 0
+    assert main(_args(corpus, tmp_path / "straight", reached + 2)) == 0
+    capsys.readouterr()
+    _assert_same_arrays(_arrays(tmp_path / "straight" / "weights.npz"),
+                        _arrays(out / "weights.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.last", "straight",
+                                                           "straight.last"]
 
 
 def test_resume_needs_the_adam_state(corpus, tmp_path, capsys):
