@@ -176,3 +176,13 @@ def test_cli_predict_ctrl_c_stops_workers(model_dir, raw_sentences, tmp_path):
     assert err.decode().splitlines() == ["fastbp: error: interrupted"]
     left = subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True)
     assert left.stdout.strip() == b""  # no worker left behind
+
+
+def test_tag_sentences_stopped_early_stops_its_workers(model_dir, raw_sentences):
+    import multiprocessing
+
+    it = tag_sentences(model_dir, raw_sentences * 50, jobs=2, chunk_size=10)
+    next(it)
+    assert len(multiprocessing.active_children()) == 2
+    it.close()  # what a `break` out of the loop does
+    assert multiprocessing.active_children() == []

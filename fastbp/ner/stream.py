@@ -188,9 +188,13 @@ def tag_sentences(tagger, sentences, *, jobs=1, chunk_size=CHUNK_SENTENCES, thre
             buffered.append(c)
             yield c
 
-    for labels in _ordered("tag", payloads(), tagger, jobs, threads):
-        for t, lab in zip(buffered.popleft(), labels):
-            yield t, lab
+    results = _ordered("tag", payloads(), tagger, jobs, threads)
+    try:
+        for labels in results:
+            for t, lab in zip(buffered.popleft(), labels):
+                yield t, lab
+    finally:
+        results.close()  # stops the workers now when the consumer stops early
 
 
 def _as_tagger(obj):
@@ -270,10 +274,14 @@ def predict_stream(tagger, infile, out, *, jobs=1, chunk_size=CHUNK_SENTENCES, t
     jobs, chunk_size = _check_pos("jobs", jobs), _check_pos("chunk_size", chunk_size)
     src = src or getattr(infile, "name", "<input>")
     payloads = ((raw, first, str(src)) for raw, first in _raw_chunks(infile, chunk_size))
-    for text in _ordered("text", payloads, tagger, jobs, threads):
-        if text:
-            out.write(text)
-            out.flush()
+    results = _ordered("text", payloads, tagger, jobs, threads)
+    try:
+        for text in results:
+            if text:
+                out.write(text)
+                out.flush()
+    finally:
+        results.close()  # a closed pipe or Ctrl-C: the workers are stopped at once
 
 
 def silence_stdout():
