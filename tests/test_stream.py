@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from fastbp.cli import main
@@ -186,3 +187,18 @@ def test_tag_sentences_stopped_early_stops_its_workers(model_dir, raw_sentences)
     assert len(multiprocessing.active_children()) == 2
     it.close()  # what a `break` out of the loop does
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("casing", [True, False])
+def test_tagger_cached_features_equal_featurize(model_dir, raw_sentences, casing):
+    from fastbp.ner.windows import WindowFeaturizer, sentence_lengths
+
+    loaded = load_model(model_dir)
+    fz = WindowFeaturizer(loaded.featurizer.vocab, window=2, casing=casing)
+    tagger = Tagger(loaded.model, fz, loaded.labels)
+    odd = [["1996-08-22", "McDonald", "iPhone", "EU", "Al-Ain", "", "ÉTÉ", "x"], ["Peter"]]
+    for sents in (raw_sentences[:50], raw_sentences[25:90], odd):  # the cache is warm
+        got = tagger._featurize(sents, sentence_lengths(sents))
+        assert np.array_equal(got, fz.featurize(sents))
+    with pytest.raises(ValueError, match="3 tokens in the sentences but 2 word ids"):
+        fz.windows([3], np.zeros(2, np.int32), np.zeros(2, np.int32))

@@ -60,6 +60,7 @@ class Tagger:
         self.featurizer = featurizer
         self.labels = labels
         self.batch_size = int(batch_size)
+        self._ids = {}  # token -> (vocabulary id, casing class), kept across chunks
 
     @classmethod
     def load(cls, path, batch_size=8192):
@@ -80,9 +81,40 @@ class Tagger:
         lengths = sentence_lengths(token_lists)
         if not lengths.any():
             return [[] for _ in token_lists]
-        ids = self.featurizer.featurize(token_lists)
+        ids = self._featurize(token_lists, lengths)
         pred = predict_labels(self.model, ids, self.labels, self.batch_size)
         return [list(p) for p in split(np.asarray(pred, dtype=object), lengths)]
+
+    #: token cache size at which it is emptied (memory stays bounded on any input)
+    CACHE_TOKENS = 1 << 20
+
+    def _featurize(self, token_lists, lengths):
+        """``featurizer.featurize`` with the per-token look-ups (normalisation, vocabulary,
+        casing class) cached across chunks: the same ids, computed once per distinct
+        token instead of once per token per chunk."""
+        from .vocab import casing_id
+
+        fz = self.featurizer
+        cache = self._ids
+        if len(cache) > self.CACHE_TOKENS:
+            cache.clear()
+        vocab = fz.vocab
+        index, norm, unk = vocab._index, vocab.normalize, vocab.UNK_ID
+        wids, cids = [], []
+        for toks in token_lists:
+            for tok in toks:
+                pair = cache.get(tok)
+                if pair is None:
+                    pair = cache[tok] = (index.get(norm(tok), unk), casing_id(tok))
+                wids.append(pair[0])
+                cids.append(pair[1])
+        return fz.windows(lengths, np.asarray(wids, dtype=np.int32),
+                          np.asarray(cids, dtype=np.int32))
+
+    def __getstate__(self):  # for spawned workers: the cache is rebuilt there
+        state = dict(self.__dict__)
+        state["_ids"] = {}
+        return state
 
     def format_lines(self, token_lists):
         """The ``token<TAB>label`` text of ``token_lists``, a blank line after each."""
