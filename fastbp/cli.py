@@ -265,7 +265,8 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                    seed=args.seed, out_dir=out_dir, featurizer=featurizer, save_info=info,
                    quiet=quiet, distributed=getattr(args, "distributed", False),
-                   compile=not args.no_compile and fb.get_backend() == "cython")
+                   compile=not args.no_compile and fb.get_backend() == "cython",
+                   **_resume_options(args, out_dir))
     ev = None
     if dev_data is not None and result.history:
         ev = evaluate(model, dev_data, labels)
@@ -282,6 +283,16 @@ def run_training(args, train_sents, dev_sents, out_dir, *, corpus_note=None):
         if not result.interrupted:
             save_model(out_dir, model, featurizer, labels, info)
     return result, model, featurizer, labels, ev
+
+
+def _resume_options(args, out_dir):
+    """``fastbp train`` keeps the full training state in ``OUT.last`` after every epoch
+    and continues from ``--resume DIR`` (see fastbp.ner.checkpoint)."""
+    if getattr(args, "command", None) != "train" or out_dir is None:
+        return {}
+    from .ner.checkpoint import state_dir_for
+
+    return {"state_dir": state_dir_for(out_dir), "resume": getattr(args, "resume", None)}
 
 
 def _report(result, ev, out_dir):
@@ -332,6 +343,8 @@ def cmd_train(args):
     if result.interrupted:
         where = f"; the best checkpoint (epoch {result.saved_epoch}) is in {args.out}" \
             if result.saved_epoch else "; no checkpoint was written"
+        if len(result.history):
+            where += f" (continue with --resume {args.out})"
         raise CLIError(f"interrupted{where}", 130)
     return 0
 
@@ -374,37 +387,18 @@ def cmd_evaluate(args):
 
 # ---------------------------------------------------------------------- predict
 def cmd_predict(args):
-    from .ner.train import predict_labels
-    from .ner.windows import sentence_lengths, split
+    from .ner.stream import Tagger, predict_stream
 
     loaded = _load(args.model)
+    tagger = Tagger(loaded.model, loaded.featurizer, loaded.labels)
+    threads = args.threads or 1
     if args.file is None or args.file == "-":
-        text = sys.stdin.read()
-        src = "<stdin>"
+        predict_stream(tagger, sys.stdin.buffer, sys.stdout, jobs=args.jobs, threads=threads,
+                       src="<stdin>")
     else:
-        src = args.file
         with open(args.file, "rb") as fh:
-            raw = fh.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise CLIError(f"{src}:{line}: invalid utf-8 ({exc.reason})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    sents = [line.split() for line in text.splitlines()]
-    sents = [s for s in sents if s]
-    if not sents:
-        return 0
-    ids = loaded.featurizer.featurize(sents)
-    pred = predict_labels(loaded.model, ids, loaded.labels)
-    lines = []
-    for toks, labs in zip(sents, split(np.asarray(pred, dtype=object), sentence_lengths(sents))):
-        for t, lab in zip(toks, labs):
-            lines.append(f"{t}\t{lab}\n")
-        lines.append("\n")
-    sys.stdout.write("".join(lines))
-    sys.stdout.flush()
+            predict_stream(tagger, fh, sys.stdout, jobs=args.jobs, threads=threads,
+                           src=args.file)
     return 0
 
 
@@ -604,6 +598,10 @@ def build_parser():
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over MPI: run under 'mpiexec -n N' (each rank "
                         "takes its share of every batch; needs fastbp[mpi])")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run whose model directory is DIR from its last "
+                        "finished epoch (the state kept in DIR.last): same data and "
+                        "options, --epochs the new total")
     _add_training(p, defaults=dict(window=2, hidden=200, activation="relu", dropout=0.5,
                                    epochs=10, batch_size=2048, lr=1e-3))
     p.set_defaults(func=cmd_train)
@@ -623,6 +621,8 @@ def build_parser():
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
     p.add_argument("file", nargs="?", metavar="FILE", default=None,
                    help="input text (default: standard input)")
+    p.add_argument("--jobs", type=_pos_int, default=1, metavar="N",
+                   help="tag in N worker processes (output in input order; default 1)")
     _add_runtime(p)
     p.set_defaults(func=cmd_predict)
 
@@ -704,11 +704,10 @@ def main(argv=None):
         return _error(exc, exc.code)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
-    except BrokenPipeError:  # e.g. `fastbp predict ... | head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+    except BrokenPipeError:  # e.g. `fastbp predict ... | head`: stop quietly
+        from .ner.stream import silence_stdout
+
+        silence_stdout()
         return 0
     except KeyboardInterrupt:
         return _error("interrupted", 130)

@@ -327,4 +327,5 @@ def test_ctrl_c_during_training_exits_130_keeping_checkpoint(files, tmp_path):
     assert "interrupted" in line and str(out) in line
     assert "best epoch:" in stdout  # the summary of the epochs run so far
     load_model(out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    # no temporary directory left: the model and its training state (for --resume)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.last"]

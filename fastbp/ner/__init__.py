@@ -9,6 +9,8 @@
 * :mod:`~fastbp.ner.model` -- :class:`WindowClassifier`, :class:`BinaryWindowClassifier`
 * :mod:`~fastbp.ner.train` -- :func:`train`, :func:`evaluate`, :func:`make_dataset`
 * :mod:`~fastbp.ner.io` -- :func:`save_model`, :func:`load_model` (model directories)
+* :mod:`~fastbp.ner.stream` -- :class:`Tagger`, :func:`tag_sentences` (streaming prediction,
+  worker processes)
 
 The data tools are plain Python + numpy; the models run on the autodiff engine.
 """
@@ -30,6 +32,7 @@ from .windows import WindowFeaturizer, sentence_lengths, split
 from .model import BinaryWindowClassifier, WindowClassifier  # noqa: E402  (engine users last)
 from .train import evaluate, make_dataset, train  # noqa: E402
 from .io import ModelFormatError, load_model, save_model  # noqa: E402
+from .stream import Tagger, TextFormatError, read_token_lines, tag_sentences  # noqa: E402
 
 __all__ = [
     "SCHEMES", "ConllFormatError", "Sentence", "detect_scheme", "read_conll", "write_conll",
@@ -42,4 +45,5 @@ __all__ = [
     "WindowFeaturizer", "sentence_lengths", "split",
     "WindowClassifier", "BinaryWindowClassifier", "train", "evaluate", "make_dataset",
     "ModelFormatError", "load_model", "save_model",
+    "Tagger", "TextFormatError", "read_token_lines", "tag_sentences",
 ]

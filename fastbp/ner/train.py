@@ -265,6 +265,8 @@ def train(
     eval_batch_size=8192,
     compile=True,  # noqa: A002 - the option's name, as fb.compile
     distributed=False,
+    state_dir=None,
+    resume=None,
 ):
     """Train ``model`` on ``train_data`` (a :class:`Dataset`).
 
@@ -302,6 +304,15 @@ def train(
         and so the model, are those of one process (to float tolerance; dropout masks
         included). Only rank 0 evaluates dev, logs and saves; at the end the ranks check
         that their parameters are identical (``result.checksum``).
+    state_dir : path, optional
+        Write the full training state (weights, optimiser state, random streams, epoch,
+        best score and weights) there after every epoch
+        (:func:`fastbp.ner.checkpoint.save_state`).
+    resume : path or TrainState, optional
+        Continue from a state written with ``state_dir`` (or its model directory): the run
+        goes on from the epoch after the one reached, exactly as if it had not stopped.
+        Data or options that differ from the saved run raise
+        :class:`~fastbp.ner.checkpoint.ResumeError` naming the difference.
 
     Returns
     -------
@@ -352,9 +363,21 @@ def train(
     t_run = time.perf_counter()
     if out_dir is not None:
         from .io import save_model
+    first_epoch = 1
+    if state_dir is not None or resume is not None:
+        from . import checkpoint as ckpt
+
+        fp = ckpt.fingerprint(model, train_data, dev_data, featurizer, optimizer, lr,
+                              batch_size, seed)
+        if resume is not None:
+            st = resume if isinstance(resume, ckpt.TrainState) else ckpt.load_state(resume)
+            st.check(fp, epochs)
+            best_state = st.restore(model, opt, (shuffle_rng, dropout_rng), result)
+            first_epoch = st.epoch + 1
+            t_run -= result.total_seconds  # wall time of the run so far
 
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             t0 = time.perf_counter()
             perm = shuffle_rng.permutation(N)
             bar = _progress(N, f"epoch {epoch}/{epochs}", quiet)
@@ -444,6 +467,10 @@ def train(
                 result.checkpoints += 1
                 result.saved_epoch = epoch
                 rec["seconds"] = time.perf_counter() - t0
+            if state_dir is not None:
+                result.total_seconds = time.perf_counter() - t_run
+                ckpt.save_state(state_dir, model=model, opt=opt, rngs=(shuffle_rng, dropout_rng),
+                                result=result, best_state=best_state, fp=fp, epoch=epoch)
             log(line)
         if dist is not None:
             result.checksum = dist.check_identical(params)

@@ -153,8 +153,22 @@ class WindowFeaturizer:
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64,
                               count=len(token_lists))
         flat_tokens = [tok for toks in token_lists for tok in toks]
-        n = len(flat_tokens)
+        if not flat_tokens:
+            return np.zeros((0, self.width), dtype=np.int32)
+        word_ids = self.vocab.ids(flat_tokens)
+        cas_ids = casing_ids(flat_tokens) if self.casing else None
+        return self.windows(lengths, word_ids, cas_ids)
+
+    def windows(self, lengths, word_ids, cas_ids=None) -> np.ndarray:
+        """The window matrix of :meth:`featurize` from the sentence ``lengths`` and the
+        tokens' vocabulary ids and casing classes (``cas_ids``: :func:`casing_ids`, needed
+        with casing on), concatenated over the sentences."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        n = int(lengths.sum())
         K = self.window
+        if len(word_ids) != n or (self.casing and (cas_ids is None or len(cas_ids) != n)):
+            raise ValueError(f"{n} tokens in the sentences but {len(word_ids)} word ids and "
+                             f"{'no' if cas_ids is None else len(cas_ids)} casing ids")
         if n == 0:
             return np.zeros((0, self.width), dtype=np.int32)
 
@@ -172,14 +186,14 @@ class WindowFeaturizer:
         if K:
             bos_slots = (starts[:, None] + np.arange(K)[None, :]).ravel()
             words[bos_slots] = self.vocab.BOS_ID
-        words[pos] = self.vocab.ids(flat_tokens)
+        words[pos] = word_ids
 
         out = np.empty((n, self.width), dtype=np.int32)
         if not self.casing:
             out[:] = words[gather]
             return out
         cas = np.full(total, _PAD_CASING, dtype=np.int32)
-        cas[pos] = casing_ids(flat_tokens)
+        cas[pos] = cas_ids
         cas += self.casing_offset
         out[:, 0::2] = words[gather]
         out[:, 1::2] = cas[gather]
