@@ -271,7 +271,8 @@ def save_state(path, *, model, opt, rngs, result, best_state, fp, epoch):
         "total_seconds": float(result.total_seconds),
         "windows": int(result.windows),
         "history": _to_jsonable(result.history),
-        "rng": {k: _rng_state(g) for k, g in zip(("shuffle", "dropout"), rngs)},
+        "rng": {k: _to_jsonable(_rng_state(g))  # exact: JSON integers
+                for k, g in zip(("shuffle", "dropout"), rngs)},
         "fingerprint": _to_jsonable(fp),
     }
     parent = path.parent
