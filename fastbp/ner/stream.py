@@ -137,36 +137,97 @@ def _worker_init(tagger, threads):
     _WORKER["tagger"] = tagger
 
 
-def _worker_call(name, payload):
-    return _call_local(_WORKER["tagger"], name, payload)
+def _worker_loop(conn, tagger, threads):
+    """A worker process: receive ``(fn_name, payload)``, send ``(True, result)`` or
+    ``(False, exception)``, until ``None`` or the parent's end of the pipe closes."""
+    _worker_init(tagger, threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            out = (True, _call_local(tagger, *msg))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the parent
+            out = (False, exc)
+        try:
+            conn.send(out)
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _receive(proc, conn):
+    try:
+        ok, value = conn.recv()
+    except (EOFError, OSError):
+        raise RuntimeError(f"a tagging worker process died (exit code {proc.exitcode})") \
+            from None
+    if not ok:
+        raise value
+    return value
 
 
 def _ordered(fn_name, payloads, tagger, jobs, threads):
     """Results of ``tagger.<fn_name>(payload)`` for each payload, in order; ``jobs > 1``
-    computes them in worker processes with at most ``2 * jobs`` chunks in flight."""
+    computes them in worker processes, one chunk in flight per worker.
+
+    Each worker has a pipe of its own (no lock shared between processes, unlike
+    ``multiprocessing.Pool``, whose ``terminate()`` can wait forever on a lock held by a
+    worker): chunk ``k`` goes to worker ``k % jobs``, and a worker gets its next chunk only
+    after its result has been read, so neither side ever blocks writing to the other.
+    Stopping early (closed pipe, Ctrl-C, an error, the consumer gone) kills the workers."""
     if jobs <= 1:
         for p in payloads:
             yield _call_local(tagger, fn_name, p)
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pool = ctx.Pool(jobs, initializer=_worker_init, initargs=(tagger, threads))
+    workers = []
     ok = False
     try:
-        pending = collections.deque()
-        for p in payloads:
-            pending.append(pool.apply_async(_worker_call, (fn_name, p)))
-            if len(pending) >= 2 * jobs:
-                yield pending.popleft().get()
+        for _ in range(jobs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_loop, args=(child, tagger, threads), daemon=True)
+            proc.start()
+            child.close()
+            workers.append((proc, parent))
+        it = iter(payloads)
+        pending = collections.deque()  # worker of each chunk in flight, in input order
+        for w in range(jobs):
+            p = next(it, _END)
+            if p is _END:
+                break
+            workers[w][1].send((fn_name, p))
+            pending.append(w)
         while pending:
-            yield pending.popleft().get()
+            w = pending.popleft()
+            result = _receive(*workers[w])
+            p = next(it, _END)
+            if p is not _END:  # the worker is idle now: it reads this at once
+                workers[w][1].send((fn_name, p))
+                pending.append(w)
+            yield result
         ok = True
     finally:
-        if ok:
-            pool.close()
-        else:  # stopped early (closed pipe, Ctrl-C, error, consumer gone): no waiting
-            pool.terminate()
-        pool.join()
+        for proc, conn in workers:
+            if ok:
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+            else:
+                proc.kill()
+            conn.close()
+        for proc, _ in workers:
+            proc.join(timeout=10)
+            if proc.is_alive():  # pragma: no cover - a worker that ignores the stop
+                proc.kill()
+                proc.join(timeout=5)
+
+
+_END = object()
 
 
 def _call_local(tagger, fn_name, payload):
