@@ -13,18 +13,13 @@ in numpy::
 
 import os as _os
 
-from . import _malloc
 from . import backends as _backends
+from ._malloc import tune_malloc
 
-_malloc.tune_malloc()  # steady-state training steps without page faults; see fastbp._malloc
-
-# Idle OpenBLAS threads of scipy's BLAS (loaded with the kernels below) spin for 2^20
-# cycles (~0.3 ms: long enough to bridge the gaps inside a training step) instead of
-# OpenBLAS's default 2^28 (~0.1 s), after which they take cores from other work on a
-# 2-core machine (large config, B=1: 1.8k -> 5k windows/s; measured in bench/README.md).
-# Only a default: a value already in the environment wins, and it has no effect if scipy's
-# BLAS was loaded before fastbp.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+# Importing fastbp changes no process-wide setting. (Until compiled step plans existed it
+# tuned glibc's malloc and set OPENBLAS_THREAD_TIMEOUT on import; re-measured with plans,
+# neither is needed by fb.compile -- see "Process-wide settings" in the README -- so the
+# malloc tuning is an explicit call, fb.tune_malloc(), made by the fastbp CLI.)
 
 # The default backend is the compiled one; importing fails loudly, with build
 # instructions, if the kernels are missing. FASTBP_BACKEND=numpy selects the reference.
@@ -133,6 +128,7 @@ __all__ = [
     "draw",
     "compile",
     "CompiledFunction",
+    "tune_malloc",
     "set_backend",
     "get_backend",
     "use_backend",

@@ -93,6 +93,9 @@ def _prob(s):
 
 
 def _setup_runtime(args):
+    # The command line is an application: it may change process-wide settings. Eager
+    # steps (--no-compile, evaluation batches) run faster without glibc's heap trimming.
+    fb.tune_malloc()
     backend = getattr(args, "backend", None)
     if backend is not None:
         fb.set_backend(backend)

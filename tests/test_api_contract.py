@@ -66,3 +66,19 @@ def test_tensor_basics():
     assert t.mean().item() == 2.5
     np.testing.assert_array_equal(t.sum(axis=0, keepdims=True).data, [[3.0, 5.0, 7.0]])
     assert "Tensor" in repr(t) and "Parameter" in repr(fb.Parameter(np.ones(2)))
+
+
+def test_import_changes_no_process_wide_setting():
+    """Importing fastbp leaves glibc's malloc and OpenBLAS's environment alone; the
+    malloc tuning is an explicit call (fb.tune_malloc(), made by the CLI)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "FASTBP_MALLOC_TUNING")}
+    code = ("import os, fastbp, fastbp._malloc as m; "
+            "print('OPENBLAS_THREAD_TIMEOUT' in os.environ, m.tuned)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
