@@ -361,7 +361,8 @@ def compile(fn=None, *, maxsize=8, fuse=True):  # noqa: A001 - the public name, 
         call, the usual ``zero_grad()`` at the end of a step) is applied to ``W`` in the
         same pass (``W -= lr op(A) op(B)``; a rank-1 update at batch size 1), so ``W`` is
         streamed once instead of three times. Results equal the unfused plan's to
-        rounding (the sum is associated differently).
+        rounding (the sum is associated differently). Applied to products over at most
+        128 rows (batches up to 128), where it was measured to win.
 
     Returns
     -------

@@ -101,6 +101,14 @@ cdef void rank1(Py_ssize_t M, Py_ssize_t N, floating alpha, const floating* x,
             fastbp_rank1_d(lo, hi, N, alpha, x, y, W)
 
 
+# Fuse only products over at most this many rows (the batch): measured 2026-12-02 on
+# the PERF.md step, the fused update wins at B=1 (rank-1: 1.1-1.3x the step) and B=32
+# (lecture 1.20x, large 1.03x) and loses 1-3% from B=256 on, where OpenBLAS's gemm with
+# beta=1 into the weight runs slower than into a fresh buffer and W's extra pass is
+# negligible beside the product.
+cdef Py_ssize_t FUSE_MAX_K = 128
+
+
 cdef Kernel K_GEMM_SGD = Kernel(b"gemm_sgd", k_gemm_sgd[float], k_gemm_sgd[double])
 
 
@@ -256,6 +264,8 @@ cdef class Plan:
             st = &self.rec.steps[j]
             isz = 4 if st.c.dtype == F32 else 8
             M, N, K = st.c.n[0], st.c.n[1], st.c.n[2]
+            if K > FUSE_MAX_K:
+                continue
             alo = <char*>st.c.a[0]
             ahi = alo + M * K * isz
             blo = <char*>st.c.a[1]

@@ -84,6 +84,23 @@ def test_replay_runs_no_python_and_reads_new_inputs():
     assert {"embedding", "gemm", "tanh", "softmax_cross_entropy", "sgd_update"} <= set(names)
     assert "python" not in names
     assert len(set(np.round(losses, 6))) == 5  # every call saw its own ids and labels
+    # the weight gradients of W and U go straight into the SGD update (fused)
+    assert names.count("gemm_sgd") == 2 and names.count("sgd_update") == 2
+
+
+def test_fusion_matches_the_unfused_plan():
+    pf, fused, _ = window_model(0)
+    pu, unfused, _ = window_model(0)
+    fused, unfused = fb.compile(fused), fb.compile(unfused, fuse=False)
+    for B in (1, 16, 200):  # 200 rows: beyond the fusion limit
+        for ids, y in batches(3, sizes=(B,) * 3):
+            np.testing.assert_allclose(fused(ids, y).item(), unfused(ids, y).item(),
+                                       rtol=1e-5)
+        names = fused.plan_for(ids, y).kernel_names()
+        assert ("gemm_sgd" in names) == (B <= 128)
+        assert "gemm_sgd" not in unfused.plan_for(ids, y).kernel_names()
+    for a, b in zip(pf, pu):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-5)
 
 
 def test_returned_tensors_are_fresh_copies():
