@@ -31,9 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +250,7 @@ def _restore_optimizer(opt, arrays, path):
 def save_state(path, *, model, opt, rngs, result, best_state, fp, epoch):
     """Write the training state after ``epoch`` to the directory ``path`` atomically (the
     previous state stays intact until the new one is complete)."""
-    from .io import _defer_sigint, _fsync_dir, _swap_in, _to_jsonable
+    from .io import _to_jsonable, write_dir_atomically
 
     path = Path(path)
     arrays = {f"model/{n}": a for n, a in model.state_dict().items()}
@@ -275,30 +272,8 @@ def save_state(path, *, model, opt, rngs, result, best_state, fp, epoch):
                 for k, g in zip(("shuffle", "dropout"), rngs)},
         "fingerprint": _to_jsonable(fp),
     }
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
-    try:
-        with open(tmp / STATE_NPZ, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(tmp / STATE_JSON, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=1, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        with _defer_sigint():
-            if path.exists():
-                _swap_in(tmp, path)
-            else:
-                os.rename(tmp, path)
-            _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_dir_atomically(path, {STATE_NPZ: arrays}, {STATE_JSON: meta})
 
 
 def load_state(path):

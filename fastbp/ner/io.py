@@ -193,17 +193,29 @@ def save_model(path, model, featurizer, labels, training=None):
         "labels": labels.to_dict(),
         "training": _to_jsonable(training or {}),
     }
+    return write_dir_atomically(path, {WEIGHTS: model.state_dict()}, {CONFIG: config})
+
+
+def write_dir_atomically(path, arrays, documents):
+    """Write the directory ``path`` holding ``.npz`` files (``{name: {key: array}}``)
+    and JSON files (``{name: object}``) atomically: everything goes into a fresh
+    temporary directory beside it, fsynced, which then replaces ``path`` in one rename
+    (Ctrl-C deferred meanwhile). A failure leaves the previous ``path`` intact and no
+    temporary directory behind. Returns ``path``."""
+    parent = path.parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
-        with open(tmp / WEIGHTS, "wb") as fh:
-            np.savez(fh, **model.state_dict())
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(tmp / CONFIG, "w", encoding="utf-8") as fh:
-            json.dump(config, fh, indent=1, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        for name, content in arrays.items():
+            with open(tmp / name, "wb") as fh:
+                np.savez(fh, **content)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for name, doc in documents.items():
+            with open(tmp / name, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=1, allow_nan=False)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
         _fsync_dir(tmp)
         with _defer_sigint():
             if path.exists():
