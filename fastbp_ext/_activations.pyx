@@ -11,6 +11,7 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from fastbp_ext._common cimport (
+    out_beta,
     floating, Call, Kernel, launch, call_dtype,
     dim, same_shape, shape_of, ftype, same_type, contig, out_like, same_or_apart,
     check_beta, put, threads_for, PAR_TRANSC, PAR_ARITH,
@@ -318,10 +319,7 @@ cdef object _backward(const Kernel* k, int act, cnp.ndarray dY, cnp.ndarray Y,
         raise ValueError(f"dY of shape {shape_of(dY)} does not match Y of shape {shape_of(Y)}")
     dY = contig(dY)
     Y = contig(Y)
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, cnp.PyArray_NDIM(dY), cnp.PyArray_DIMS(dY), "gradient")
     same_or_apart(out, dY, "out", "dY")
     same_or_apart(out, Y, "out", "Y")

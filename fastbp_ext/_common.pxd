@@ -135,6 +135,9 @@ cdef cnp.ndarray out_like(cnp.ndarray out, int t, int nd, cnp.npy_intp* dims, st
 cdef int no_overlap(cnp.ndarray out, cnp.ndarray a, str name) except -1
 cdef int same_or_apart(cnp.ndarray out, cnp.ndarray a, str outname, str name) except -1
 cdef int check_beta(double beta) except -1
+cdef double out_beta(object out, double beta) except -1.0
+"""The ``beta`` a kernel uses: 0 when there is no ``out`` to accumulate into, else the
+caller's, which must be 0.0 or 1.0 (ValueError otherwise)."""
 cdef int blas_dim(Py_ssize_t n) except -1
 cdef cnp.ndarray index_array(object ids, str what)
 cdef Py_ssize_t bad_id(cnp.ndarray ids, Py_ssize_t V) noexcept

@@ -440,6 +440,13 @@ cdef int check_beta(double beta) except -1:
     return 0
 
 
+cdef double out_beta(object out, double beta) except -1.0:
+    if out is None:
+        return 0.0
+    check_beta(beta)
+    return beta
+
+
 cdef int blas_dim(Py_ssize_t n) except -1:
     if n > 2147483647:
         raise ValueError(f"dimension {n} is too large for 32-bit BLAS")

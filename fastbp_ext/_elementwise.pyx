@@ -19,6 +19,7 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from fastbp_ext._common cimport (
+    out_beta,
     floating, Call, Kernel, launch, launch_side, call_dtype, ftype, same_type, contig, out_like,
     same_or_apart, check_beta, shape_of, same_shape, good, threads_for, PAR_TRANSC,
     PAR_ARITH,
@@ -679,10 +680,7 @@ cdef object _gradient(const Kernel* k, int t, cnp.ndarray G, cnp.ndarray A, cnp.
                       cnp.ndarray out, double beta):
     """Launch ``k`` on (G, A[, B]) broadcast to G's shape (arguments validated by
     :func:`_grad_args`): out = f(G, A, B) + beta * out."""
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     cdef int nd = cnp.PyArray_NDIM(G), d
     cdef cnp.npy_intp dims[MAXD]
     for d in range(nd):
@@ -846,10 +844,7 @@ def scale_by(cnp.ndarray X not None, cnp.ndarray s not None, cnp.ndarray out=Non
     same_type(s, t, "s", X, "X")
     if cnp.PyArray_SIZE(s) != 1:
         raise ValueError(f"s must have exactly one element, got shape {shape_of(s)}")
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     s = contig(s)
     X = _strided(X)
     cdef int nd = cnp.PyArray_NDIM(X)
@@ -1064,10 +1059,7 @@ def backprop_power(cnp.ndarray dY not None, cnp.ndarray X not None, double p,
     input); p == 0 gives 0 everywhere and p == 1 gives dY exactly. Arguments and
     exceptions as :func:`backprop_exp`."""
     cdef int t = _grad_args(dY, "dY", X, "X", None, "", True)
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     dY = contig(dY)
     X = contig(X)
     out = out_like(out, t, cnp.PyArray_NDIM(dY), cnp.PyArray_DIMS(dY), "gradient")

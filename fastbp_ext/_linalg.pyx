@@ -11,6 +11,7 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sdot, ddot
 
 from fastbp_ext._common cimport (
+    out_beta,
     floating, Call, Kernel, run, launch, call_dtype, active_recording, record,
     dim, good, same_shape, shape_of, ftype, same_type, contig, out_like, no_overlap,
     same_or_apart, check_beta, blas_dim, put,
@@ -160,10 +161,7 @@ def gemm(cnp.ndarray A not None, cnp.ndarray B not None, cnp.ndarray out=None,
     cdef cnp.npy_intp dims[2]
     dims[0] = M
     dims[1] = N
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, 2, dims, "product")
     no_overlap(out, A, "A")
     no_overlap(out, B, "B")
@@ -225,10 +223,7 @@ def gemv(cnp.ndarray A not None, cnp.ndarray x not None, cnp.ndarray out=None,
     blas_dim(M); blas_dim(N)
     cdef cnp.npy_intp dims[1]
     dims[0] = N if trans else M
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, 1, dims, "product")
     no_overlap(out, A, "A")
     no_overlap(out, x, "x")
@@ -284,10 +279,7 @@ def ger(cnp.ndarray x not None, cnp.ndarray y not None, cnp.ndarray out=None,
     cdef cnp.npy_intp dims[2]
     dims[0] = M
     dims[1] = N
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, 2, dims, "outer product")
     no_overlap(out, x, "x")
     no_overlap(out, y, "y")
@@ -353,10 +345,7 @@ def scale(cnp.ndarray X not None, double alpha, cnp.ndarray out=None, double bet
     """
     cdef int t = ftype(X, "X")
     X = contig(X)
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), "result")
     same_or_apart(out, X, "out", "X")
     cdef Call c

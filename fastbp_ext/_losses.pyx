@@ -14,6 +14,7 @@ from libc.math cimport exp, log, log1p, fabs
 from libc.stdlib cimport malloc, free
 
 from fastbp_ext._common cimport (
+    out_beta,
     floating, index_t, Call, Kernel, launch, call_dtype,
     dim, same_shape, shape_of, ftype, same_type, contig, out_like, same_or_apart,
     check_beta, index_array, check_labels, put,
@@ -296,10 +297,7 @@ def backprop_softmax_cross_entropy(cnp.ndarray P not None, y, dloss,
     cdef Py_ssize_t n = dim(P, 0), C = dim(P, 1)
     check_labels(Y, n, C)
     P = contig(P)
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, 2, cnp.PyArray_DIMS(P), "gradient")
     same_or_apart(out, P, "out", "P")
     c.dtype = call_dtype(t)
@@ -391,10 +389,7 @@ def backprop_sigmoid_bce(cnp.ndarray Sig not None, cnp.ndarray T not None, dloss
         raise ValueError(f"targets of shape {shape_of(T)} for Sig of shape {shape_of(Sig)}")
     Sig = contig(Sig)
     T = contig(T)
-    if out is None:
-        beta = 0.0
-    else:
-        check_beta(beta)
+    beta = out_beta(out, beta)
     out = out_like(out, t, cnp.PyArray_NDIM(Sig), cnp.PyArray_DIMS(Sig), "gradient")
     same_or_apart(out, Sig, "out", "Sig")
     same_or_apart(out, T, "out", "T")
