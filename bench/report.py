@@ -471,6 +471,24 @@ def ceiling_markdown(results, impls, ceiling):
     return "\n".join(lines)
 
 
+def blas_line(env):
+    """Which kernels the workers' BLAS libraries run: a DYNAMIC_ARCH OpenBLAS picks them
+    from the CPU when it loads unless ``OPENBLAS_CORETYPE`` names them (on an AVX-512
+    machine, ``Haswell`` means AVX2 kernels at about half the sgemm rate)."""
+    code = ("import json, numpy, fastbp, scipy.linalg.cython_blas; "
+            "from threadpoolctl import threadpool_info; "
+            "print(json.dumps([(i['filepath'], i.get('version'), i.get('architecture')) "
+            "for i in threadpool_info() if i.get('user_api') == 'blas']))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        libs = json.loads(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return f"BLAS kernels: unknown ({exc})"
+    return (f"BLAS kernels (OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', 'unset')}): "
+            + "; ".join(f"{Path(f).parent.name}/{Path(f).name} {v}: {a}" for f, v, a in libs))
+
+
 def measure_ceiling(args, env):
     """FLOP/s of a SGEMM_N^3 sgemm through numpy's and scipy's BLAS (median of the
     alternating timings), ``{name: flop/s}``."""
@@ -612,6 +630,7 @@ def main(argv=None):
           f"OPENBLAS_THREAD_TIMEOUT={env.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}"
           + "".join(f", {kv}" for kv in args.env) + "); "
           f"{time.perf_counter() - t_start:.0f} s")
+    print(blas_line(env))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"args": vars(args), "results": results, "ceiling": ceiling,
