@@ -16,7 +16,10 @@ debug_checks = os.environ.get("FASTBP_BOUNDSCHECK", "0") not in ("", "0")
 
 # -fno-trapping-math: lets GCC vectorise loops with comparisons (relu, masks); it changes
 # no result (NaN/Inf propagate as before), only which FP exception flags may be raised.
-compile_args = ["-O3", "-fno-trapping-math"]
+# -fno-math-errno: sqrt() becomes the sqrt instruction (no errno path), so loops that
+# take square roots (Adam) vectorise; results are the same correctly rounded values, and
+# no kernel reads errno.
+compile_args = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 link_args = []
 if sys.platform.startswith("linux"):
     compile_args += ["-fopenmp"]

@@ -525,7 +525,8 @@ def main(argv=None):
                    help="OPENBLAS_THREAD_TIMEOUT for the workers (4..30; default: unset)")
     p.add_argument("--env", nargs="+", default=[], metavar="KEY=VALUE",
                    help="extra environment for the workers, e.g. OMP_WAIT_POLICY=PASSIVE "
-                   "MALLOC_TRIM_THRESHOLD_=1000000000")
+                   "MALLOC_TRIM_THRESHOLD_=1000000000; KEY= removes KEY (OPENBLAS_CORETYPE= "
+                   "lets OpenBLAS choose its kernels for the CPU)")
     p.add_argument("--same-process", action="store_true",
                    help="run all implementations in this process (for comparison)")
     p.add_argument("--quick", action="store_true", help="lecture only, 3 repeats")
@@ -543,9 +544,14 @@ def main(argv=None):
     env = dict(os.environ)
     for kv in args.env:
         key, _, value = kv.partition("=")
-        env[key] = value
-        if args.same_process:
-            os.environ[key] = value
+        if value:
+            env[key] = value
+            if args.same_process:
+                os.environ[key] = value
+        else:  # KEY= removes KEY (e.g. OPENBLAS_CORETYPE= lets OpenBLAS pick its kernels)
+            env.pop(key, None)
+            if args.same_process:
+                os.environ.pop(key, None)
     if args.openblas_timeout:
         env["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
         if args.same_process:

@@ -18,7 +18,9 @@ from fastbp_ext._common cimport (
     index_array, threads_for, PAR_TRANSC, PAR_ARITH,
 )
 from fastbp_ext._simd cimport fastbp_sgd_f, fastbp_sgd_d
-from fastbp_ext._rows cimport scatter_add, coalesce_ids, sum_into_slots, rows_values
+from fastbp_ext._rows cimport (
+    scatter_add, coalesce_ids, sum_into_slots, rows_values, prefetch_row, ROW_AHEAD,
+)
 
 import numpy as np
 
@@ -170,6 +172,11 @@ cdef int k_adam_update_rows(floating* out, Call* c) noexcept nogil:
         return KERR_NOMEM
     sum_into_slots(n, d, slot, <floating*>c.a[1], G)
     for k in range(u):
+        if k + ROW_AHEAD < u:  # the rows of W, m and v are read at random: fetch ahead
+            r = <Py_ssize_t>uniq[k + ROW_AHEAD] * d
+            prefetch_row(out + r, d * sizeof(floating), 1)
+            prefetch_row(m + r, d * sizeof(floating), 1)
+            prefetch_row(v + r, d * sizeof(floating), 1)
         r = <Py_ssize_t>uniq[k] * d
         adam_loop(d, out + r, G + k * d, m + r, v + r, <floating>b1, <floating>(1 - b1),
                   <floating>b2, <floating>(1 - b2), <floating>lr_t, <floating>eps_t)
