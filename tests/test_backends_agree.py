@@ -861,3 +861,24 @@ def test_gemm_property(M, Kd, N, ta, tb, beta, dt, seed):
     want = NP.gemm(A, B, **copy.deepcopy(kwargs))
     got = CY.gemm(A, B, **kwargs)
     _close(got, want, TOL[dt], "gemm")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("M, Kd, N", [(2, 128, 256), (16, 300, 512), (13, 129, 300),
+                                      (32, 512, 257), (17, 200, 256), (33, 600, 300)])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("beta", [None, 0.0, 1.0])
+def test_gemm_few_rows_path(M, Kd, N, ta, tb, beta, dt):
+    """Products with a few rows and many columns go through a column-major product of
+    C^T's storage and a transposing copy (``few_rows`` in _blas.pxd); the shapes here
+    sit on both sides of its thresholds."""
+    rng = np.random.default_rng(M * 1000 + N)
+    A = _a(rng, (Kd, M) if ta else (M, Kd), dt)
+    B = _a(rng, (N, Kd) if tb else (Kd, N), dt)
+    kwargs = {"trans_a": ta, "trans_b": tb}
+    if beta is not None:
+        kwargs.update(out=_a(rng, (M, N), dt), beta=beta)
+    want = NP.gemm(A, B, **copy.deepcopy(kwargs))
+    got = CY.gemm(A, B, **kwargs)
+    _close(got, want, TOL[dt], "gemm")
