@@ -8,6 +8,7 @@ Each kernel is a C-level entry point ``k_<name>(floating* out, Call* c)`` (see
 """
 
 cimport numpy as cnp
+from libc.string cimport memset
 from cython.parallel cimport prange
 from libc.math cimport sqrt, pow
 from libc.stdlib cimport malloc, calloc, free
@@ -264,6 +265,7 @@ def sgd_update(cnp.ndarray W not None, cnp.ndarray dW not None, double lr):
     cdef int t = _param_and_grad(W, dW, "W", "dW")
     dW = contig(dW)
     cdef Call c
+    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(W)
     c.a[0] = cnp.PyArray_DATA(dW)
@@ -286,6 +288,7 @@ def sgd_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None, d
     if overlap(W, values):  # rows may repeat: read a snapshot of the values
         values = values.copy()
     cdef Call c
+    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
     c.dtype = call_dtype(cnp.PyArray_TYPE(W))
     c.out = cnp.PyArray_DATA(W)
     c.a[0] = cnp.PyArray_DATA(I)
@@ -319,6 +322,7 @@ def adam_update(cnp.ndarray W not None, cnp.ndarray dW not None, cnp.ndarray m n
     _param_and_grad(v, dW, "v", "dW")
     _distinct_state(W, m, v)
     cdef Call c
+    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
     _adam_consts(&c, 3, lr, beta1, beta2, eps, step)
     dW = contig(dW)
     c.dtype = call_dtype(t)
@@ -355,6 +359,7 @@ def adam_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None,
         writable(arr, name)
     _distinct_state(W, m, v)
     cdef Call c
+    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
     _adam_consts(&c, 4, lr, beta1, beta2, eps, step)
     values = contig(values)
     c.dtype = call_dtype(t)
