@@ -393,3 +393,39 @@ def test_training_compiled_equals_eager(corpus, kind):
         np.testing.assert_allclose(b.data, a.data, rtol=1e-4, atol=1e-5, err_msg=name)
     for he, hc in zip(re_.history, rc.history):
         assert hc["train_loss"] == pytest.approx(he["train_loss"], rel=1e-5)
+
+
+def test_fused_update_through_the_few_row_product_path():
+    """A fused ``W -= lr X^T delta`` whose product has few rows and many columns (16 x 256
+    with 128 examples) runs through gemm's few-row path with alpha = -lr and beta = 1."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((128, 16)).astype(np.float32)
+    y = rng.integers(0, 256, 128)
+    W0 = (0.1 * rng.standard_normal((16, 256))).astype(np.float32)
+    results = []
+    for fuse in (True, False):
+        W = fb.Parameter(W0.copy())
+        opt = fb.optim.SGD([W], lr=0.5)
+
+        def step(x, t, W=W, opt=opt):
+            loss = fb.cross_entropy(fb.Tensor(x) @ W, t)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+
+        c = fb.compile(step, fuse=fuse)
+        for _ in range(3):
+            c(X, y)
+        names = c.plan_for(X, y).kernel_names()
+        assert ("gemm_sgd" in names) == fuse
+        results.append(W.data.copy())
+    eager_W = fb.Parameter(W0.copy())
+    opt = fb.optim.SGD([eager_W], lr=0.5)
+    for _ in range(3):
+        loss = fb.cross_entropy(fb.Tensor(X) @ eager_W, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    np.testing.assert_allclose(results[0], eager_W.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[1], eager_W.data, rtol=1e-5, atol=1e-6)
