@@ -852,7 +852,11 @@ def test_parallel_paths_agree_with_serial():
     dt=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
 )
 def test_gemm_property(M, Kd, N, ta, tb, beta, dt, seed):
-    rng = np.random.default_rng(seed)
+    _check_gemm(np.random.default_rng(seed), M, Kd, N, ta, tb, beta, dt)
+
+
+def _check_gemm(rng, M, Kd, N, ta, tb, beta, dt):
+    """Both backends' gemm of random operands (``beta`` None: no ``out``) agree."""
     A = _a(rng, (Kd, M) if ta else (M, Kd), dt)
     B = _a(rng, (N, Kd) if tb else (Kd, N), dt)
     kwargs = {"trans_a": ta, "trans_b": tb}
@@ -873,12 +877,4 @@ def test_gemm_few_rows_path(M, Kd, N, ta, tb, beta, dt):
     """Products with a few rows and many columns go through a column-major product of
     C^T's storage and a transposing copy (``few_rows`` in _blas.pxd); the shapes here
     sit on both sides of its thresholds."""
-    rng = np.random.default_rng(M * 1000 + N)
-    A = _a(rng, (Kd, M) if ta else (M, Kd), dt)
-    B = _a(rng, (N, Kd) if tb else (Kd, N), dt)
-    kwargs = {"trans_a": ta, "trans_b": tb}
-    if beta is not None:
-        kwargs.update(out=_a(rng, (M, N), dt), beta=beta)
-    want = NP.gemm(A, B, **copy.deepcopy(kwargs))
-    got = CY.gemm(A, B, **kwargs)
-    _close(got, want, TOL[dt], "gemm")
+    _check_gemm(np.random.default_rng(M * 1000 + N), M, Kd, N, ta, tb, beta, dt)
