@@ -301,7 +301,7 @@ cdef object _forward(const Kernel* k, cnp.ndarray X):
     cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(
         cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -324,7 +324,7 @@ cdef object _backward(const Kernel* k, int act, cnp.ndarray dY, cnp.ndarray Y,
     same_or_apart(out, dY, "out", "dY")
     same_or_apart(out, Y, "out", "Y")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(dY)
@@ -467,7 +467,7 @@ def bias_act(cnp.ndarray X not None, cnp.ndarray b, act):
     cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(
         cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -519,7 +519,7 @@ def dropout_mask_from_uniform(cnp.ndarray U not None, double rate, dtype):
     cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(
         cnp.PyArray_NDIM(U), cnp.PyArray_DIMS(U), t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(U)

@@ -49,6 +49,9 @@ cdef enum:            # error codes returned by kernels
     KERR_NOMEM = 1    # a scratch allocation failed
     KERR_INDEX = 2    # an index out of range (position in Call.info)
 
+# A wrapper zeroes its Call (memset) before filling the slots its kernel uses: a plan's
+# buffer analysis compares every pointer slot, so an unused one must not hold a stale
+# pointer left on the stack.
 ctypedef struct Call:
     int dtype                  # F32 or F64: which specialisation run() calls
     void* out                  # the buffer the kernel writes (its first argument)

@@ -184,7 +184,7 @@ cdef Kernel K_CHECK_LABELS = Kernel(b"check_labels", k_check_ids[float], k_check
 
 cdef int _record_check(const Kernel* k, cnp.ndarray ids, Py_ssize_t V) except -1:
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = F32
     c.out = NULL
     c.a[0] = cnp.PyArray_DATA(ids)
@@ -347,7 +347,7 @@ cdef int _record_contig(cnp.ndarray a, cnp.ndarray r) except -1:
         m.shape[i] = cnp.PyArray_DIMS(a)[i]
         m.strides[i] = cnp.PyArray_STRIDES(a)[i]
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = F32
     c.out = cnp.PyArray_DATA(r)
     c.a[0] = cnp.PyArray_DATA(a)

@@ -641,7 +641,7 @@ cdef object _binary(const Kernel* k, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray o
     _apart(out, Y, "Y")
     cdef Py_ssize_t geo[4 * MAXD]
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -696,7 +696,7 @@ cdef object _gradient(const Kernel* k, int t, cnp.ndarray G, cnp.ndarray A, cnp.
         _apart(out, B, "an input")
     cdef Py_ssize_t geo[4 * MAXD]
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(G)
@@ -721,7 +721,7 @@ cdef object _unary_call(const Kernel* k, cnp.ndarray X, cnp.ndarray out, double 
     out = out_like(out, t, cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), "result")
     same_or_apart(out, X, "out", "X")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -855,7 +855,7 @@ def scale_by(cnp.ndarray X not None, cnp.ndarray s not None, cnp.ndarray out=Non
     _apart(out, s, "s")
     cdef Py_ssize_t geo[4 * MAXD]
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -1069,7 +1069,7 @@ def backprop_power(cnp.ndarray dY not None, cnp.ndarray X not None, double p,
     same_or_apart(out, dY, "out", "dY")
     same_or_apart(out, X, "out", "X")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(dY)

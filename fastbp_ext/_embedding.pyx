@@ -140,7 +140,7 @@ def embedding(cnp.ndarray E not None, ids):
     dims[1] = (dim(I, 1) if ndi == 2 else 1) * d
     cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(2, dims, t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(E)
@@ -188,7 +188,7 @@ def scatter_add_rows(cnp.ndarray out not None, rows, cnp.ndarray values not None
     if overlap(out, values):  # rows may repeat: read a snapshot of the values
         values = values.copy()
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(cnp.PyArray_TYPE(out))
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(I)
@@ -245,7 +245,7 @@ def coalesce_rows(rows, cnp.ndarray values not None):
     cdef cnp.ndarray uniq = <cnp.ndarray>cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
     cdef cnp.ndarray summed = <cnp.ndarray>cnp.PyArray_EMPTY(2, dims, t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(summed)
     c.a[0] = cnp.PyArray_DATA(I)

@@ -343,7 +343,7 @@ def copy_into(cnp.ndarray src not None, cnp.ndarray out not None, double beta=0.
         m.sstr[i] = cnp.PyArray_STRIDES(s)[i] // isz
         m.ostr[i] = cnp.PyArray_STRIDES(out)[i] // isz
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(s)
@@ -709,7 +709,7 @@ def gather(cnp.ndarray X not None, index, cnp.ndarray out=None):
     if overlap(out, X):
         raise ValueError("out shares memory with X; use a separate buffer")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -779,7 +779,7 @@ def backprop_gather(cnp.ndarray dY not None, index, shape, cnp.ndarray out=None,
     if overlap(out, dY):
         raise ValueError("out shares memory with dY; use a separate buffer")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(dY)
@@ -951,7 +951,7 @@ def concatenate(arrays, axis=0, cnp.ndarray out=None):
         ptrs[i] = cnp.PyArray_DATA(a)
         blk[i] = dim(a, axi) * inner
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = ptrs

@@ -166,7 +166,7 @@ def gemm(cnp.ndarray A not None, cnp.ndarray B not None, cnp.ndarray out=None,
     no_overlap(out, A, "A")
     no_overlap(out, B, "B")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(A)
@@ -229,7 +229,7 @@ def gemv(cnp.ndarray A not None, cnp.ndarray x not None, cnp.ndarray out=None,
     no_overlap(out, A, "A")
     no_overlap(out, x, "x")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(A)
@@ -286,7 +286,7 @@ def ger(cnp.ndarray x not None, cnp.ndarray y not None, cnp.ndarray out=None,
     no_overlap(out, x, "x")
     no_overlap(out, y, "y")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(x)
@@ -318,7 +318,7 @@ def dot(cnp.ndarray x not None, cnp.ndarray y not None):
     blas_dim(n)
     cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(0, NULL, t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(x)
@@ -353,7 +353,7 @@ def scale(cnp.ndarray X not None, double alpha, cnp.ndarray out=None, double bet
     out = out_like(out, t, cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), "result")
     same_or_apart(out, X, "out", "X")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -426,7 +426,7 @@ def linear(cnp.ndarray X not None, cnp.ndarray W not None, cnp.ndarray b=None,
     no_overlap(out, X, "X")
     no_overlap(out, W, "W")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.a[2] = NULL
     if b is not None:
         b = contig(b)

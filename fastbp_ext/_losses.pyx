@@ -246,7 +246,7 @@ def softmax_cross_entropy(cnp.ndarray Z not None, y):
     cdef cnp.ndarray P = <cnp.ndarray>cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(Z), t, 0)
     cdef cnp.ndarray loss = <cnp.ndarray>cnp.PyArray_EMPTY(0, NULL, t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(loss)
     c.a[0] = cnp.PyArray_DATA(Z)
@@ -290,7 +290,7 @@ def backprop_softmax_cross_entropy(cnp.ndarray P not None, y, dloss,
         Bad shapes, a class id outside ``[0, C)``, a bad ``out``.
     """
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     cdef double dl_buf
     keep = _dloss(dloss, &dl_buf, &c, 2, 3)
     cdef int t = ftype(P, "P")
@@ -343,7 +343,7 @@ def sigmoid_bce(cnp.ndarray S not None, cnp.ndarray T not None):
         cnp.PyArray_NDIM(S), cnp.PyArray_DIMS(S), t, 0)
     cdef cnp.ndarray loss = <cnp.ndarray>cnp.PyArray_EMPTY(0, NULL, t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(loss)
     c.a[0] = cnp.PyArray_DATA(S)
@@ -385,7 +385,7 @@ def backprop_sigmoid_bce(cnp.ndarray Sig not None, cnp.ndarray T not None, dloss
         Different shapes, a bad ``out``.
     """
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     cdef double dl_buf
     keep = _dloss(dloss, &dl_buf, &c, 2, 1)
     cdef int t = ftype(Sig, "Sig")

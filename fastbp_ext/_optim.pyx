@@ -265,7 +265,7 @@ def sgd_update(cnp.ndarray W not None, cnp.ndarray dW not None, double lr):
     cdef int t = _param_and_grad(W, dW, "W", "dW")
     dW = contig(dW)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(W)
     c.a[0] = cnp.PyArray_DATA(dW)
@@ -288,7 +288,7 @@ def sgd_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None, d
     if overlap(W, values):  # rows may repeat: read a snapshot of the values
         values = values.copy()
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(cnp.PyArray_TYPE(W))
     c.out = cnp.PyArray_DATA(W)
     c.a[0] = cnp.PyArray_DATA(I)
@@ -322,7 +322,7 @@ def adam_update(cnp.ndarray W not None, cnp.ndarray dW not None, cnp.ndarray m n
     _param_and_grad(v, dW, "v", "dW")
     _distinct_state(W, m, v)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     _adam_consts(&c, 3, lr, beta1, beta2, eps, step)
     dW = contig(dW)
     c.dtype = call_dtype(t)
@@ -359,7 +359,7 @@ def adam_update_rows(cnp.ndarray W not None, rows, cnp.ndarray values not None,
         writable(arr, name)
     _distinct_state(W, m, v)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     _adam_consts(&c, 4, lr, beta1, beta2, eps, step)
     values = contig(values)
     c.dtype = call_dtype(t)

@@ -156,7 +156,7 @@ def dropout_forward(cnp.ndarray X not None, cnp.ndarray state not None, double r
     cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(X), t, 0)
     cdef cnp.ndarray mask = <cnp.ndarray>cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(X), t, 0)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -201,7 +201,7 @@ def dropout_mask_gen(cnp.ndarray state not None, shape, double rate, dtype):
         raise TypeError(f"mask dtype must be float32 or float64, got {dt}")
     cdef cnp.ndarray out = np.empty(shape, np.float32 if dt.num == cnp.NPY_FLOAT else np.float64)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(dt.num)
     c.out = cnp.PyArray_DATA(out)
     c.a[1] = st

@@ -831,7 +831,7 @@ cdef object _sum_into(cnp.ndarray X, const char* red, int ond, cnp.npy_intp* odi
     cdef Py_ssize_t g[MAXD]
     cdef bint last
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -1044,7 +1044,7 @@ def expand(cnp.ndarray dY not None, shape, cnp.ndarray out=None, double beta=0.0
     cdef Py_ssize_t g[MAXD]
     cdef bint last
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(dY)
@@ -1070,7 +1070,7 @@ cdef object _reduce(const Kernel* k, cnp.ndarray X, object axis, bint keepdims, 
     X = contig(X)
     cdef cnp.ndarray out = out_like(None, t, rnd, rd, what)
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -1155,7 +1155,7 @@ cdef object _backprop_reduced(const Kernel* k, cnp.ndarray dY, cnp.ndarray X, cn
         same_or_apart(out, dY, "out", "dY")
         same_or_apart(out, Y, "out", "Y")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(dY)
@@ -1227,7 +1227,7 @@ cdef object _softmax_fwd(const Kernel* k, cnp.ndarray X, object axis, cnp.ndarra
     out = out_like(out, t, cnp.PyArray_NDIM(X), cnp.PyArray_DIMS(X), what)
     same_or_apart(out, X, "out", "X")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(X)
@@ -1254,7 +1254,7 @@ cdef object _softmax_back(const Kernel* k, cnp.ndarray dY, cnp.ndarray Y, object
     same_or_apart(out, dY, "out", "dY")
     same_or_apart(out, Y, "out", "Y")
     cdef Call c
-    memset(&c, 0, sizeof(Call))  # unused slots must not hold stale pointers (plan analysis)
+    memset(&c, 0, sizeof(Call))
     c.dtype = call_dtype(t)
     c.out = cnp.PyArray_DATA(out)
     c.a[0] = cnp.PyArray_DATA(dY)
