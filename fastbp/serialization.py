@@ -13,6 +13,7 @@ member before reading it, so a damaged or hostile file gives one clear
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import fsync_dir, read_npy_header
+from ._files import defer_sigint, fsync_dir, read_npy_header
 from .tensor import Tensor
 
 __all__ = ["save", "load", "CheckpointError"]
@@ -82,9 +83,12 @@ def save(state_dict, path):
         raise FileNotFoundError(f"{parent}: directory does not exist (cannot save {path.name})")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=parent)
+    tmp = fh = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with defer_sigint():  # no Ctrl-C between creating tmp and holding its name and fd
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=parent)
+            fh = os.fdopen(fd, "wb")
+        with fh:
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED,
                                  allowZip64=True) as zf:
                 for key, arr in arrays:
@@ -94,10 +98,12 @@ def save(state_dict, path):
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        with defer_sigint():  # a second Ctrl-C does not cut the clean-up short
+            if fh is not None:
+                fh.close()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
         raise
     fsync_dir(parent)
     return path

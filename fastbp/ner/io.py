@@ -25,21 +25,19 @@ message naming the version found and the versions this fastbp reads.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .._files import defer_sigint as _defer_sigint
 from .._files import fsync_dir as _fsync_dir
 from .._files import read_npy_header as _read_npy_header
 from .model import MODEL_TYPES, state_from_v1
@@ -93,29 +91,6 @@ def _to_jsonable(obj):
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
-
-
-@contextlib.contextmanager
-def _defer_sigint():
-    """Delay Ctrl-C (KeyboardInterrupt) until the block is done (main thread only), so
-    that the two renames of a checkpoint swap are not separated by an interrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda *a: received.append(a))
-    except (ValueError, TypeError):  # not allowed here (e.g. embedded interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])
-        elif received and previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
 
 
 _AT_FDCWD = -100
@@ -203,8 +178,10 @@ def write_dir_atomically(path, arrays, documents):
     (Ctrl-C deferred meanwhile). A failure leaves the previous ``path`` intact and no
     temporary directory behind. Returns ``path``."""
     parent = path.parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    tmp = None
     try:
+        with _defer_sigint():  # no Ctrl-C between creating tmp and knowing its name
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
         for name, content in arrays.items():
             with open(tmp / name, "wb") as fh:
                 np.savez(fh, **content)
@@ -224,7 +201,9 @@ def write_dir_atomically(path, arrays, documents):
                 os.rename(tmp, path)
             _fsync_dir(parent)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            with _defer_sigint():  # a second Ctrl-C does not cut the clean-up short
+                shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
