@@ -64,7 +64,8 @@ cdef inline void gemm_rm(bint trans_a, bint trans_b, int M, int N, int K, floati
         else:
             ger_rm(M, N, alpha, A, B, C)
         return
-    if few_rows(M, N, K) and gemm_few_rows(trans_a, trans_b, M, N, K, alpha, A, B, beta, C):
+    if (few_rows(M, N, K, trans_a, trans_b, floating is float)
+            and gemm_few_rows(trans_a, trans_b, M, N, K, alpha, A, B, beta, C)):
         return
     if floating is float:
         sgemm(&tb, &ta, &N, &M, &K, &alpha, <float*>B, &ldb, <float*>A, &lda, &beta, C, &ldc)
@@ -72,14 +73,23 @@ cdef inline void gemm_rm(bint trans_a, bint trans_b, int M, int N, int K, floati
         dgemm(&tb, &ta, &N, &M, &K, &alpha, <double*>B, &ldb, <double*>A, &lda, &beta, C, &ldc)
 
 
-cdef inline bint few_rows(int M, int N, int K) noexcept nogil:
+cdef inline bint few_rows(int M, int N, int K, bint trans_a, bint trans_b,
+                          bint single) noexcept nogil:
     """Products with a few rows of C and many columns, for which the column-major call
     with m = M (computing C^T's storage) and a transposing copy are faster than the call
-    with n = M: measured with SciPy 1.17's OpenBLAS 0.3.30 on 2 threads, 1.2-1.5x at
-    M = 4..16, N >= 256, K >= 128 (e.g. a batch of 16 through a 300 x 512 layer: 56 ->
-    44 us); even at M = 32 with K = 300, ahead from K ~ 500 (32 x 1500 x 512: 376 -> 331
-    us); slower for M >= 64."""
-    return N >= 256 and K >= 128 and (M <= 16 or (M <= 32 and K >= 512))
+    with n = M. Measured with SciPy 1.17's OpenBLAS 0.3.30 (SkylakeX kernels) on 2
+    threads:
+
+    - any transposes: 1.2-1.5x at M = 4..16, N >= 256, K >= 128 (e.g. a batch of 16
+      through a 300 x 512 layer: 56 -> 44 us); at M = 32 ahead from K ~ 500 (32 x 1500 x
+      512: 376 -> 331 us); slower for M >= 64.
+    - float32 ``A B^T`` (the input gradient ``dx = dz W^T`` of a layer): 1.1-1.6x at
+      M = 8..32 with N, K >= 200 (the lecture step's 32 x 200 by 200 x 250: 68 -> 56 us,
+      median of 11); double precision gains nothing at M = 32, so it is left alone.
+    """
+    if N >= 256 and K >= 128 and (M <= 16 or (M <= 32 and K >= 512)):
+        return True
+    return single and trans_b and not trans_a and M <= 32 and N >= 200 and K >= 192
 
 
 cdef inline bint gemm_few_rows(bint trans_a, bint trans_b, int M, int N, int K,

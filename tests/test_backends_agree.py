@@ -869,7 +869,9 @@ def _check_gemm(rng, M, Kd, N, ta, tb, beta, dt):
 
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("M, Kd, N", [(2, 128, 256), (16, 300, 512), (13, 129, 300),
-                                      (32, 512, 257), (17, 200, 256), (33, 600, 300)])
+                                      (32, 512, 257), (17, 200, 256), (33, 600, 300),
+                                      (32, 200, 250), (32, 191, 250), (32, 200, 199),
+                                      (33, 200, 250), (8, 192, 200)])
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
 @pytest.mark.parametrize("beta", [None, 0.0, 1.0])
