@@ -311,6 +311,7 @@ class CompiledFunction:
         dead = [t._grad_buf for t, _s, _z, _d, end in entry.leaves
                 if end is None and t._grad_buf is not None]
         if self.fuse:
+            plan.fuse_bias_activations()
             plan.fuse_weight_updates(dead)
         entry.reads = list(trace.reads.values())
         entry.out = out

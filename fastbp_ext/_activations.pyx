@@ -275,6 +275,20 @@ cdef Kernel K_BACKPROP_RELU = Kernel(
 cdef Kernel K_BACKPROP_ACT = Kernel(
     b"backprop_act", k_backprop_act[float], k_backprop_act[double])
 cdef Kernel K_BIAS_ACT = Kernel(b"bias_act", k_bias_act[float], k_bias_act[double])
+
+
+cdef const Kernel* bias_act_kernel() noexcept nogil:
+    return &K_BIAS_ACT
+
+
+cdef int act_code(const Kernel* k) noexcept nogil:
+    if k == &K_TANH:
+        return ACT_TANH
+    if k == &K_SIGMOID:
+        return ACT_SIGMOID
+    if k == &K_RELU:
+        return ACT_RELU
+    return 0
 cdef Kernel K_DROPOUT_MASK_FROM_UNIFORM = Kernel(
     b"dropout_mask_from_uniform", k_dropout_mask_from_uniform[float],
     k_dropout_mask_from_uniform[double])

@@ -85,6 +85,18 @@ static void *fb_arena_realloc(void *ctx, void *ptr, size_t new_size) {
     return p;
 }
 
+/* Does [p, p + nbytes) lie inside a block numpy freed while deferring (an intermediate
+ * no array refers to any more)? */
+static int fb_arena_holds(const fb_arena *a, const void *p, size_t nbytes) {
+    size_t i;
+    const char *q = (const char *)p;
+    for (i = 0; i < a->n; i++) {
+        const char *data = (const char *)a->held[i] + FB_ARENA_HDR;
+        if (data <= q && q + nbytes <= data + *(const size_t *)a->held[i]) return 1;
+    }
+    return 0;
+}
+
 /* Free the held blocks and stop deferring (the plan that pointed into them is gone). */
 static void fb_arena_release(fb_arena *a) {
     size_t i;

@@ -307,6 +307,23 @@ cdef Kernel K_DIV = Kernel(b"div", k_div[float], k_div[double])
 cdef Kernel K_MAXIMUM = Kernel(b"maximum", k_maximum[float], k_maximum[double])
 cdef Kernel K_MINIMUM = Kernel(b"minimum", k_minimum[float], k_minimum[double])
 cdef Kernel K_ADD_BIAS = Kernel(b"add_bias", k_add[float], k_add[double])
+
+
+cdef bint row_bias(const Kernel* k, const Call* c, Py_ssize_t* n, Py_ssize_t* m) noexcept nogil:
+    cdef const Py_ssize_t* geo = <const Py_ssize_t*>c.a[3]
+    cdef Py_ssize_t nd = c.n[0]
+    if k != &K_ADD_BIAS or geo == NULL or c.s[0] != 0.0 or c.a[1] == NULL:
+        return False
+    if nd == 1 and geo[MAXD] == 1 and geo[2 * MAXD] == 1:  # a single row
+        n[0] = 1
+        m[0] = geo[0]
+        return True
+    if (nd == 2 and geo[MAXD] == geo[1] and geo[MAXD + 1] == 1
+            and geo[2 * MAXD] == 0 and geo[2 * MAXD + 1] == 1):
+        n[0] = geo[0]
+        m[0] = geo[1]
+        return True
+    return False
 cdef Kernel K_SCALE_BY = Kernel(b"scale_by", k_mul[float], k_mul[double])
 cdef Kernel K_BP_MUL = Kernel(b"backprop_mul", k_mul[float], k_mul[double])
 cdef Kernel K_BP_DIV_X = Kernel(b"backprop_div", k_div[float], k_div[double])

@@ -23,11 +23,13 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastbp_ext._common cimport (
     floating, Call, Kernel, Step, Recording, run, record, set_recording, active_recording,
-    KERR_OK, KERR_NOMEM, KERR_INDEX, F32, threads_for, PAR_ARITH,
+    KERR_OK, KERR_NOMEM, KERR_INDEX, F32, threads_for, PAR_ARITH, CALL_NA, CALL_NN,
 )
 from fastbp_ext._simd cimport fastbp_rank1_f, fastbp_rank1_d
 from cython.parallel cimport prange
 from fastbp_ext._blas cimport gemm_rm
+from fastbp_ext._activations cimport bias_act_kernel, act_code
+from fastbp_ext._elementwise cimport row_bias
 
 cnp.import_array()
 
@@ -40,6 +42,7 @@ cdef extern from "_arena.h":
     object fb_arena_new()
     fb_arena* fb_arena_of(object cap)
     void fb_arena_release(fb_arena* a)
+    int fb_arena_holds(const fb_arena* a, const void* p, size_t nbytes)
 
 cdef extern from "numpy/arrayobject.h":
     object PyDataMem_SetHandler(object handler)
@@ -288,6 +291,87 @@ cdef class Plan:
                 self.rec.n -= 1
                 fused += 1
         return fused
+
+    def fuse_bias_activations(self):
+        """Fuse ``Z = X + b`` (a bias broadcast over the rows of a contiguous ``X``)
+        followed by ``Y = f(Z)`` (tanh, sigmoid or relu) into one ``Y = f(X + b)`` pass
+        (``bias_act``) when ``Z`` is an intermediate nothing observes: its buffer was
+        freed during the trace (no array refers to it) and no other step touches it.
+        ``Y`` holds the same sums and activations (the vector tanh/sigmoid runs over
+        blocks of rows instead of the whole array, so an element at a block's edge may
+        differ in its last bit); ``Z`` is no longer written. Returns the number of
+        fusions."""
+        cdef Py_ssize_t j, k, q, R, m, isz, n, fused = 0
+        cdef Step* st
+        cdef Step* act
+        cdef char* zlo
+        cdef char* zhi
+        cdef int code
+        cdef fb_arena* arena
+        if self._recording or self._closed:
+            raise RuntimeError("fuse a finished plan")
+        if self._arena is None:
+            return 0
+        arena = fb_arena_of(self._arena)
+        j = 0
+        while j < self.rec.n:
+            st = &self.rec.steps[j]
+            j += 1
+            if st.k == NULL or not row_bias(st.k, &st.c, &R, &m) or R * m == 0:
+                continue
+            isz = 4 if st.c.dtype == F32 else 8
+            zlo = <char*>st.c.out
+            zhi = zlo + R * m * isz
+            if not fb_arena_holds(arena, zlo, R * m * isz):
+                continue  # an array still refers to Z: the caller may read it
+            n = self.rec.n
+            k = -1
+            for q in range(n):  # Z's only other user must be the activation
+                if q == j - 1 or not _touches(&self.rec.steps[q], zlo, zhi):
+                    continue
+                act = &self.rec.steps[q]
+                if (k < 0 and q > j - 1 and act.k != NULL and act_code(act.k) != 0
+                        and act.c.dtype == st.c.dtype and act.c.a[0] == <void*>zlo
+                        and act.c.n[0] == R * m):
+                    k = q
+                else:
+                    k = -2
+                    break
+            if k < 0 or not self._unchanged(j, k, st, R, m, isz):
+                continue
+            act = &self.rec.steps[k]
+            code = act_code(act.k)
+            st.k = bias_act_kernel()
+            st.c.out = act.c.out
+            for q in range(2, CALL_NA):
+                st.c.a[q] = NULL
+            for q in range(CALL_NN):
+                st.c.n[q] = 0
+            st.c.n[0] = R
+            st.c.n[1] = m
+            st.c.n[2] = code
+            st.c.s[0] = 0.0
+            st.side = -1
+            for q in range(k, n - 1):
+                self.rec.steps[q] = self.rec.steps[q + 1]
+            self.rec.n -= 1
+            fused += 1
+        return fused
+
+    cdef bint _unchanged(self, Py_ssize_t j, Py_ssize_t k, Step* st, Py_ssize_t R,
+                         Py_ssize_t m, Py_ssize_t isz):
+        """Do the steps strictly between add_bias (at j - 1) and the activation (at k)
+        leave X, b and the activation's output alone? (Conservative: any touch counts.)"""
+        cdef Py_ssize_t q
+        cdef char* x = <char*>st.c.a[0]
+        cdef char* b = <char*>st.c.a[1]
+        cdef char* y = <char*>self.rec.steps[k].c.out
+        for q in range(j, k):
+            if (_touches(&self.rec.steps[q], x, x + R * m * isz)
+                    or _touches(&self.rec.steps[q], b, b + m * isz)
+                    or _touches(&self.rec.steps[q], y, y + R * m * isz)):
+                return False
+        return True
 
     # ------------------------------------------------------------------ replay
     def bind_run(self, list bufs, arrays):

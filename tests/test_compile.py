@@ -81,11 +81,14 @@ def test_replay_runs_no_python_and_reads_new_inputs():
     assert len(calls) == 1  # the Python body ran once: the trace
     plan = counted.plan_for(*data[0])
     names = plan.kernel_names()
-    assert {"embedding", "gemm", "tanh", "softmax_cross_entropy", "sgd_update"} <= set(names)
+    assert {"embedding", "gemm", "softmax_cross_entropy", "sgd_update"} <= set(names)
     assert "python" not in names
     assert len(set(np.round(losses, 6))) == 5  # every call saw its own ids and labels
     # the weight gradients of W and U go straight into the SGD update (fused)
     assert names.count("gemm_sgd") == 2 and names.count("sgd_update") == 2
+    # tanh(x @ W + b): the bias and the activation in one pass; h @ U + c keeps add_bias
+    assert names.count("bias_act") == 1 and "tanh" not in names
+    assert names.count("add_bias") == 1
 
 
 def test_fusion_matches_the_unfused_plan():
@@ -101,6 +104,80 @@ def test_fusion_matches_the_unfused_plan():
         assert "gemm_sgd" not in unfused.plan_for(ids, y).kernel_names()
     for a, b in zip(pf, pu):
         np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("B", [1, 9])
+def test_bias_activation_fusion_matches_the_unfused_plan(act, B):
+    """``f(x @ W + b)`` replays as one ``bias_act`` pass: the same losses and parameters
+    as the unfused plan and as eager (float64: round-off only)."""
+    def make():
+        rng = np.random.default_rng(3)
+        W = fb.Parameter(rng.standard_normal((6, 7)))
+        b = fb.Parameter(rng.standard_normal(7))
+        U = fb.Parameter(rng.standard_normal((7, 3)))
+        o = fb.optim.SGD([W, b, U], lr=0.1)
+
+        def step(x, y):
+            h = getattr(fb, act)(x @ W + b)
+            loss = fb.cross_entropy(h @ U, y)
+            loss.backward()
+            o.step()
+            o.zero_grad()
+            return loss
+        return [W, b, U], step
+
+    (pe, eager), (pf, fused), (pu, unfused) = make(), make(), make()
+    fused, unfused = fb.compile(fused), fb.compile(unfused, fuse=False)
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        x, y = rng.standard_normal((B, 6)), rng.integers(0, 3, B)
+        le, lf, lu = eager(x, y).item(), fused(x, y).item(), unfused(x, y).item()
+        np.testing.assert_allclose(lf, le, rtol=1e-12)
+        np.testing.assert_allclose(lu, le, rtol=1e-12)
+    names = fused.plan_for(x, y).kernel_names()
+    assert names.count("bias_act") == 1 and act not in names and "add_bias" not in names
+    assert "bias_act" not in unfused.plan_for(x, y).kernel_names()
+    for a, b, c in zip(pe, pf, pu):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c.data, a.data, rtol=1e-12, atol=1e-12)
+
+
+def test_bias_activation_fusion_keeps_a_preactivation_someone_reads():
+    """No fusion when the pre-activation ``z`` is used again, returned, or kept alive by
+    Python: the replay must keep writing it."""
+    rng = np.random.default_rng(5)
+    W = fb.Parameter(rng.standard_normal((4, 5)))
+    b = fb.Parameter(rng.standard_normal(5))
+    kept = []
+
+    def used_twice(x):
+        z = x @ W + b
+        return (fb.tanh(z) + z).sum()
+
+    def returned(x):
+        z = x @ W + b
+        return fb.tanh(z).sum(), z
+
+    def stored(x):
+        z = x @ W + b
+        kept.append(z)
+        return fb.tanh(z).sum()
+
+    for fn in (used_twice, returned, stored):
+        c = fb.compile(fn)
+        for seed in range(3):
+            x = np.random.default_rng(seed).standard_normal((3, 4))
+            got, want = c(x), fn(x)
+            if isinstance(got, tuple):
+                np.testing.assert_allclose(got[1].data, want[1].data, rtol=1e-12)
+                got, want = got[0], want[0]
+            np.testing.assert_allclose(got.item(), want.item(), rtol=1e-12)
+        names = c.plan_for(x).kernel_names()
+        assert "bias_act" not in names and "add_bias" in names and "tanh" in names, fn
+        if fn is stored:  # the tensor kept at trace time shares the plan's buffer,
+            # which every replay still writes: it holds the last call's pre-activation
+            np.testing.assert_allclose(kept[0].data, x @ W.data + b.data, rtol=1e-12)
 
 
 def test_returned_tensors_are_fresh_copies():
