@@ -880,3 +880,39 @@ def test_gemm_few_rows_path(M, Kd, N, ta, tb, beta, dt):
     C^T's storage and a transposing copy (``few_rows`` in _blas.pxd); the shapes here
     sit on both sides of its thresholds."""
     _check_gemm(np.random.default_rng(M * 1000 + N), M, Kd, N, ta, tb, beta, dt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("M, N", [(1500, 512), (512, 1500), (2049, 129), (4097, 64), (1023, 256)])
+@pytest.mark.parametrize("tr", [False, True])
+@pytest.mark.parametrize("beta", [None, 0.0, 1.0])
+def test_gemv_of_a_large_matrix(M, N, tr, beta, dt):
+    """Matrix-vector products over at least 1 MB of matrix go through fastbp's own
+    row loops (``GEMV_OWN_BYTES`` in _blas.pxd), the smaller ones through OpenBLAS; both
+    agree with numpy, and with ``beta == 0`` a NaN already in ``out`` is not read."""
+    rng = np.random.default_rng(M + N)
+    A = _a(rng, (M, N), dt)
+    x = _a(rng, (M if tr else N,), dt)
+    kwargs = {"trans": tr}
+    if beta is not None:
+        o = _a(rng, (N if tr else M,), dt)
+        if beta == 0.0:
+            o[::3] = np.nan
+        kwargs.update(out=o, beta=beta)
+    want = NP.gemv(A, x, **copy.deepcopy(kwargs))
+    got = CY.gemv(A, x, **kwargs)
+    assert np.isfinite(got).all()
+    # sums of up to 4097 terms: float32 round-off grows with the length
+    _close(got, want, 2e-4 if dt == np.float32 else 1e-11, "gemv")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_of_one_row_through_a_large_matrix(dt):
+    """A batch of one through a 1500 x 512 layer (the large step at B=1): forward
+    ``x @ W``, backward ``dz @ W^T``, as gemm calls with one row, agree with numpy."""
+    rng = np.random.default_rng(7)
+    W = _a(rng, (1500, 512), dt)
+    x, dz = _a(rng, (1, 1500), dt), _a(rng, (1, 512), dt)
+    tol = 2e-4 if dt == np.float32 else 1e-11
+    _close(CY.gemm(x, W), NP.gemm(x, W), tol, "x @ W")
+    _close(CY.gemm(dz, W, trans_b=True), NP.gemm(dz, W, trans_b=True), tol, "dz @ W^T")
