@@ -139,7 +139,7 @@ cdef inline bint gemm_few_rows(bint trans_a, bint trans_b, int M, int N, int K,
 
 # Matrices of at least this many bytes go through the gemv loops of _simd.h instead of
 # OpenBLAS (measured 2026-12-03: 1500 x 512 float32, 6 MB of traffic per step over 3
-# passes, 0.79 -> 0.55 ms per compiled large step at batch size 1; below ~1 MB, in
+# passes, ~0.78 -> ~0.52 ms per compiled large step at batch size 1; below ~1 MB, in
 # cache, OpenBLAS's row-dot product is faster: 250 x 200 float32, 4.5 vs 9.3 us).
 cdef enum:
     GEMV_OWN_BYTES = 1048576

@@ -76,7 +76,8 @@ FASTBP_RANK1(fastbp_rank1_d, double)
    compiled large step at batch size 1 (1500 x 512 float32, 2026-12-03): its column-major
    "n" product (y = A^T x) ran 230 us on 2 threads, and its 2-thread "t" product
    (y = A x) left half of A in the other core's cache, which made the rank-1 update that
-   follows 1.6-2.5x slower; these loops took ~145 and ~130 us. */
+   follows 1.6-2.5x slower (315-517 us). In the plan these loops take ~160-175 us each
+   and leave the update at ~170-180 us: the step went from ~0.78 to ~0.52 ms. */
 /* y (N) = alpha A^T x + beta y (y is not read when beta == 0) */
 #define FASTBP_GEMV_T(NAME, T) \
 FASTBP_CLONES static void NAME(Py_ssize_t M, Py_ssize_t N, T alpha, const T *restrict A, \
